@@ -1,0 +1,86 @@
+"""Process-wide runtime: binds OpenBLAS into the kernel modules and owns the thread count.
+
+Why scipy-openblas32 loaded by ctypes (measured on the 2-core dev machine, RSS after import):
+`import numpy` 25 MB; + this OpenBLAS 30.6 MB (+5.5 MB); `scipy.linalg.cython_blas` instead
+costs 56 MB (+31 MB), half the 64 MB budget of a whole streaming training run.
+
+Threads: fastnn's OpenMP regions and its OpenBLAS calls never overlap (kernels call GEMM only
+outside prange), and both get the same count, so they never multiply. numpy's own BLAS is
+left alone except inside `threads_limited()`.
+"""
+import ctypes
+import os
+
+import scipy_openblas32
+
+from . import _conv, _dense, _runtime_c
+
+_BLAS_USERS = (_dense, _conv)
+
+
+def _load_openblas():
+    path = os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(fullname=True))
+    lib = ctypes.CDLL(path)
+    return path, lib
+
+
+_blas_path, _blas = _load_openblas()
+_sgemm = ctypes.cast(_blas.scipy_cblas_sgemm, ctypes.c_void_p).value
+_dgemm = ctypes.cast(_blas.scipy_cblas_dgemm, ctypes.c_void_p).value
+for _module in _BLAS_USERS:
+    _module._bind_blas(_sgemm, _dgemm)
+_blas.scipy_openblas_get_config.restype = ctypes.c_char_p
+_blas.scipy_openblas_set_num_threads.argtypes = [ctypes.c_int]
+
+_num_threads = 1
+
+
+def _default_threads():
+    env = os.environ.get("FASTNN_NUM_THREADS")
+    if env is not None:
+        try:
+            value = int(env)
+        except ValueError:
+            raise ValueError(f"FASTNN_NUM_THREADS must be a positive integer, got {env!r}") from None
+        if value < 1:
+            raise ValueError(f"FASTNN_NUM_THREADS must be a positive integer, got {env!r}")
+        return value
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def set_num_threads(n):
+    """Threads for fastnn's OpenMP kernels and its OpenBLAS (the same count, never both at once)."""
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
+    _num_threads = n
+    _blas.scipy_openblas_set_num_threads(n)
+
+
+def get_num_threads():
+    return _num_threads
+
+
+def info():
+    """Build flags, OpenMP, BLAS and thread settings, as a dict."""
+    return {
+        "version": _version(),
+        "build_flags": _runtime_c.build_flags(),
+        "openmp": _runtime_c.openmp_enabled(),
+        "openmp_max_threads": _runtime_c.openmp_max_threads(),
+        "blas": _blas.scipy_openblas_get_config().decode(),
+        "blas_library": _blas_path,
+        "blas_threads": _blas.scipy_openblas_get_num_threads(),
+        "num_threads": _num_threads,
+    }
+
+
+def _version():
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("fastnn")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+set_num_threads(_default_threads())

@@ -1,0 +1,59 @@
+"""Build the Cython kernels in src_c/ as extension modules fastnn._<family>.
+
+-O3 and OpenMP by default; FASTNN_NATIVE=1 adds -march=native. If the compiler has no
+OpenMP the package still builds (serial kernels), which fastnn.info() reports.
+BLAS is not linked here: fastnn._runtime binds the OpenBLAS of the scipy-openblas32
+wheel at import time (see src_c/_blas.pxd for why).
+"""
+import glob
+import os
+import subprocess
+import sys
+import tempfile
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+
+def _compiler_accepts(flag):
+    """True when the C compiler accepts `flag` for compile and link."""
+    cc = os.environ.get("CC", "cc")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "t.c")
+        with open(src, "w") as f:
+            f.write("#include <omp.h>\nint main(void){return omp_get_max_threads() < 1;}\n")
+        cmd = [cc, flag, src, "-o", os.path.join(tmp, "t")]
+        return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+compile_args = ["-O3", "-ffp-contract=fast"]
+link_args = []
+if _compiler_accepts("-fopenmp"):
+    compile_args.append("-fopenmp")
+    link_args.append("-fopenmp")
+else:
+    print("fastnn: compiler has no OpenMP; building serial kernels", file=sys.stderr)
+if os.environ.get("FASTNN_NATIVE") == "1":
+    compile_args.append("-march=native")
+
+build_flags = " ".join(compile_args)
+extensions = [
+    Extension(
+        "fastnn._" + os.path.splitext(os.path.basename(path))[0],
+        [path],
+        include_dirs=["src_c"],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+        define_macros=[("FASTNN_BUILD_FLAGS", '"%s"' % build_flags),
+                       ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+    for path in sorted(glob.glob("src_c/*.pyx"))
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        include_path=["src_c"],
+        compiler_directives={"language_level": 3},
+    ),
+)

@@ -1,0 +1,59 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# Dense layer kernels: one GEMM each way through OpenBLAS (threaded by OpenBLAS itself,
+# never inside a prange), plus a bias pass.
+from cython cimport floating
+from cython.parallel cimport prange
+from _blas cimport gemm, fastnn_bind_gemm
+
+include "_bind.pxi"
+
+# Rows * cols below which threads cost more than they give (pytorch#144633).
+cdef enum:
+    PARALLEL_MIN_WORK = 32768
+
+
+cdef void dense_forward_kernel(floating[:, ::1] y, const floating[:, ::1] x,
+                               const floating[:, ::1] w, const floating[::1] b,
+                               int num_threads) noexcept nogil:
+    # x (N, I), w (O, I), b (O,) -> y (N, O)
+    cdef Py_ssize_t n = x.shape[0], i = x.shape[1], o = w.shape[0], r, c
+    gemm(False, True, <int>n, <int>o, <int>i, <floating>1, &x[0, 0], <int>i,
+         &w[0, 0], <int>i, <floating>0, &y[0, 0], <int>o)
+    if n * o < PARALLEL_MIN_WORK:
+        num_threads = 1
+    for r in prange(n, schedule='static', num_threads=num_threads):
+        for c in range(o):
+            y[r, c] += b[c]
+
+
+cdef void dense_backward_kernel(floating[:, ::1] dx, floating[:, ::1] dw, floating[::1] db,
+                                const floating[:, ::1] dy, const floating[:, ::1] x,
+                                const floating[:, ::1] w, bint need_dx) noexcept nogil:
+    # dy (N, O), x (N, I), w (O, I) -> dx (N, I), dw (O, I), db (O,)
+    cdef Py_ssize_t n = x.shape[0], i = x.shape[1], o = w.shape[0], r, c
+    if need_dx:
+        gemm(False, False, <int>n, <int>i, <int>o, <floating>1, &dy[0, 0], <int>o,
+             &w[0, 0], <int>i, <floating>0, &dx[0, 0], <int>i)
+    gemm(True, False, <int>o, <int>i, <int>n, <floating>1, &dy[0, 0], <int>o,
+         &x[0, 0], <int>i, <floating>0, &dw[0, 0], <int>i)
+    # Row-wise sum: memory order, vectorises over c.
+    for c in range(o):
+        db[c] = 0
+    for r in range(n):
+        for c in range(o):
+            db[c] += dy[r, c]
+
+
+def dense_forward(floating[:, ::1] y, const floating[:, ::1] x, const floating[:, ::1] w,
+                  const floating[::1] b, int num_threads):
+    with nogil:
+        dense_forward_kernel(y, x, w, b, num_threads)
+
+
+def dense_backward(floating[:, ::1] dx, floating[:, ::1] dw, floating[::1] db,
+                   const floating[:, ::1] dy, const floating[:, ::1] x,
+                   const floating[:, ::1] w):
+    """dx may be None when the layer is first (its input gradient is never needed)."""
+    cdef bint need_dx = dx is not None
+    with nogil:
+        dense_backward_kernel(dx, dw, db, dy, x, w, need_dx)

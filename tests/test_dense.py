@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import ops
+
+import reference as ref
+from conftest import TOL
+
+SHAPES = [(1, 1, 1), (1, 784, 30), (10, 784, 30), (64, 800, 500), (7, 13, 5), (100, 50, 10)]
+
+
+@pytest.mark.parametrize("n,i,o", SHAPES)
+def test_dense_forward_matches_reference(n, i, o, dtype, rng):
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in [(n, i), (o, i), (o,)])
+    np.testing.assert_allclose(ops.dense_forward(x, w, b), ref.dense_forward(x, w, b), **TOL[dtype])
+
+
+@pytest.mark.parametrize("n,i,o", SHAPES)
+def test_dense_backward_matches_reference(n, i, o, dtype, rng):
+    dy, x, w = (rng.standard_normal(s).astype(dtype) for s in [(n, o), (n, i), (o, i)])
+    for got, want in zip(ops.dense_backward(dy, x, w), ref.dense_backward(dy, x, w)):
+        np.testing.assert_allclose(got, want, **TOL[dtype])
+
+
+def test_dense_backward_matches_finite_differences(rng):
+    x, w, b = rng.standard_normal((4, 6)), rng.standard_normal((3, 6)), rng.standard_normal(3)
+    dy = rng.standard_normal((4, 3))
+    loss = lambda: float(np.sum(ops.dense_forward(x, w, b) * dy))
+    dx, dw, db = ops.dense_backward(dy, x, w)
+    assert ref.rel_error(dx, ref.numeric_grad(loss, x)) < 1e-6
+    assert ref.rel_error(dw, ref.numeric_grad(loss, w)) < 1e-6
+    assert ref.rel_error(db, ref.numeric_grad(loss, b)) < 1e-6
+
+
+def test_dense_copies_non_contiguous_input(rng):
+    x = rng.standard_normal((6, 8))[:, ::2]
+    w, b = rng.standard_normal((3, 4)), rng.standard_normal(3)
+    np.testing.assert_allclose(ops.dense_forward(x, w, b), ref.dense_forward(x, w, b))
+
+
+def test_dense_writes_into_out(rng):
+    x, w, b = rng.standard_normal((5, 4)), rng.standard_normal((3, 4)), rng.standard_normal(3)
+    out = np.empty((5, 3))
+    assert ops.dense_forward(x, w, b, out=out) is out
+
+
+def test_dense_same_result_on_one_and_two_threads(rng, threads):
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in [(256, 300), (200, 300), (200,)])
+    threads(1)
+    one = ops.dense_forward(x, w, b)
+    threads(2)
+    two = ops.dense_forward(x, w, b)
+    np.testing.assert_allclose(one, two, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("args,exc,word", [
+    (((3, 4), (2, 5), (2,)), ValueError, "w"),
+    (((3, 4), (2, 4), (3,)), ValueError, "b"),
+    (((3, 4, 1), (2, 4), (2,)), ValueError, "3-D"),
+    (((0, 4), (2, 4), (2,)), ValueError, "empty"),
+])
+def test_dense_forward_rejects_bad_shapes(args, exc, word):
+    x, w, b = (np.ones(s) for s in args)
+    with pytest.raises(exc, match=word):
+        ops.dense_forward(x, w, b)
+
+
+def test_dense_rejects_mixed_and_integer_dtypes():
+    with pytest.raises(TypeError, match="mixed"):
+        ops.dense_forward(np.ones((2, 3), np.float32), np.ones((2, 3)), np.ones(2))
+    with pytest.raises(TypeError, match="dtype"):
+        ops.dense_forward(np.ones((2, 3), np.int64), np.ones((2, 3)), np.ones(2))
+    with pytest.raises(TypeError, match="ndarray"):
+        ops.dense_forward([[1.0]], np.ones((1, 1)), np.ones(1))
+
+
+def test_dense_backward_rejects_wrong_dy_shape():
+    with pytest.raises(ValueError, match="dy"):
+        ops.dense_backward(np.ones((3, 3)), np.ones((3, 4)), np.ones((2, 4)))
+
+
+def test_set_num_threads_validates():
+    with pytest.raises(ValueError, match="n"):
+        fastnn.set_num_threads(0)
+    with pytest.raises(ValueError):
+        fastnn.set_num_threads(1.5)
