@@ -48,6 +48,9 @@ extensions = [
                        ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for path in sorted(glob.glob("src_c/*.pyx"))
+    # Development shortcut: FASTNN_ONLY=conv,pool rebuilds just those families.
+    if not os.environ.get("FASTNN_ONLY")
+    or os.path.splitext(os.path.basename(path))[0] in os.environ["FASTNN_ONLY"].split(",")
 ]
 
 setup(

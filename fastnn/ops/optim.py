@@ -1,0 +1,2 @@
+"""optim ops (being written)."""
+__all__ = []

@@ -1,0 +1,1 @@
+"""activation oracles (being written)."""

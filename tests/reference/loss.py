@@ -1,0 +1,1 @@
+"""loss oracles (being written)."""

@@ -1,0 +1,1 @@
+"""optim oracles (being written)."""

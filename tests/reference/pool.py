@@ -1,0 +1,1 @@
+"""pool oracles (being written)."""
