@@ -1,0 +1,176 @@
+"""History and callbacks: progress bar (tqdm), early stopping, checkpoints, history files.
+
+A callback gets `on_train_begin(model, history)`, `on_step_end(step, loss)`,
+`on_epoch_end(epoch, logs)` and `on_train_end()`; setting `model.stop_training = True` stops
+the run after the current step.
+"""
+import csv
+import io
+import json
+import math
+import os
+import sys
+
+from .atomic import atomic_write
+
+
+class History:
+    """What a run measured: per-step loss; per-epoch train/val loss and accuracy; samples/s."""
+
+    KEYS = ("step_loss", "epoch_train_loss", "epoch_train_accuracy", "epoch_val_loss",
+            "epoch_val_accuracy", "epoch_val_correct", "epoch_seconds", "samples_per_second")
+
+    def __init__(self):
+        for key in self.KEYS:
+            setattr(self, key, [])
+        self.val_total = None
+        self.stopped_reason = None
+
+    def as_dict(self):
+        return {key: list(getattr(self, key)) for key in self.KEYS}
+
+    def epoch_rows(self):
+        """One dict per epoch (for CSV)."""
+        keys = [k for k in self.KEYS if k != "step_loss"]
+        count = len(self.epoch_train_loss)
+        return [{"epoch": i + 1, **{k[6:] if k.startswith("epoch_") else k:
+                                    (getattr(self, k)[i] if i < len(getattr(self, k)) else None)
+                                    for k in keys}} for i in range(count)]
+
+    def save_json(self, path):
+        with atomic_write(path, "w") as f:
+            json.dump(self.as_dict(), f)
+
+    def save_csv(self, path):
+        rows = self.epoch_rows()
+        buf = io.StringIO()
+        if rows:
+            writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        with atomic_write(path, "w") as f:
+            f.write(buf.getvalue())
+
+
+class Callback:
+    def on_train_begin(self, model, history):
+        self.model, self.history = model, history
+
+    def on_step_end(self, step, loss):
+        pass
+
+    def on_epoch_end(self, epoch, logs):
+        pass
+
+    def on_train_end(self):
+        pass
+
+
+class ProgressBar(Callback):
+    """tqdm bar per epoch with loss, accuracy and samples/s; silent when not a TTY or verbose=0."""
+
+    def __init__(self, steps_per_epoch, verbose=1, stream=None):
+        self.steps_per_epoch, self.verbose = steps_per_epoch, verbose
+        self.stream = stream or sys.stderr
+        self.bar = None
+
+    def _enabled(self):
+        return self.verbose and hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def on_step_end(self, step, loss):
+        if not self._enabled():
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+            self.bar = tqdm(total=self.steps_per_epoch, file=self.stream, leave=False, unit="step")
+        self.bar.update(1)
+        if self.bar.n % 20 == 0:
+            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    def on_epoch_end(self, epoch, logs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    on_train_end = lambda self: self.on_epoch_end(None, None)  # noqa: E731
+
+
+class EpochPrinter(Callback):
+    """Prints `Epoch j: correct / total` (Nielsen's format) plus loss and accuracy."""
+
+    def __init__(self, print_fn=print):
+        self.print_fn = print_fn
+
+    def on_epoch_end(self, epoch, logs):
+        parts = [f"Epoch {epoch}:"]
+        if logs.get("val_correct") is not None:
+            parts.append(f"{logs['val_correct']} / {logs['val_total']}")
+        parts.append(f"(train loss {logs['train_loss']:.4f}")
+        if logs.get("train_accuracy") is not None:
+            parts.append(f"acc {logs['train_accuracy']:.4f},")
+        parts.append(f"{logs['samples_per_second']:,.0f} samples/s)")
+        self.print_fn(" ".join(parts))
+
+
+class EarlyStopping(Callback):
+    """Stops when `monitor` (an epoch log: 'train_loss', 'val_loss', ...) has not improved by
+    min_delta for `patience` epochs, or, with `loss_threshold`, as soon as a step's loss is below
+    it (checked every step: "stop when loss < 0.2")."""
+
+    def __init__(self, monitor="val_loss", patience=None, min_delta=0.0, loss_threshold=None):
+        if patience is None and loss_threshold is None:
+            raise ValueError("EarlyStopping: give patience, loss_threshold, or both")
+        if patience is not None and (not isinstance(patience, int) or patience < 0):
+            raise ValueError(f"EarlyStopping: patience must be an int >= 0, got {patience!r}")
+        self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
+        self.loss_threshold = loss_threshold
+        self.best, self.wait = math.inf, 0
+
+    def on_step_end(self, step, loss):
+        if self.loss_threshold is not None and loss < self.loss_threshold:
+            self.model.stop_training = True
+            self.history.stopped_reason = f"loss {loss:.4g} < {self.loss_threshold} at step {step}"
+
+    def on_epoch_end(self, epoch, logs):
+        if self.patience is None:
+            return
+        value = logs.get(self.monitor)
+        if value is None:
+            raise ValueError(f"EarlyStopping: no '{self.monitor}' in the epoch logs "
+                             f"(have {sorted(k for k, v in logs.items() if v is not None)})")
+        if value < self.best - self.min_delta:
+            self.best, self.wait = value, 0
+        else:
+            self.wait += 1
+            if self.wait > self.patience:
+                self.model.stop_training = True
+                self.history.stopped_reason = f"{self.monitor} did not improve for {self.patience} epochs"
+
+
+class Checkpoint(Callback):
+    """Saves the model (and optimizer state) to `path` every `every_n_steps` steps and at the
+    end, atomically: a crash mid-write keeps the previous checkpoint."""
+
+    def __init__(self, path, every_n_steps=1000):
+        if not isinstance(every_n_steps, int) or every_n_steps < 1:
+            raise ValueError(f"Checkpoint: every_n_steps must be an int >= 1, got {every_n_steps!r}")
+        self.path, self.every_n_steps = os.fspath(path), every_n_steps
+
+    def on_step_end(self, step, loss):
+        if step % self.every_n_steps == 0:
+            self.model.save(self.path)
+
+    def on_train_end(self):
+        self.model.save(self.path)
+
+
+class HistoryWriter(Callback):
+    """Writes the history to `path` (.csv: one row per epoch; .json: everything) after each epoch."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        if not self.path.endswith((".csv", ".json")):
+            raise ValueError(f"HistoryWriter: path must end in .csv or .json, got {self.path!r}")
+
+    def on_epoch_end(self, epoch, logs):
+        (self.history.save_csv if self.path.endswith(".csv") else self.history.save_json)(self.path)

@@ -1,0 +1,111 @@
+"""`fastnn train | evaluate | shuffle | info`: the command line.
+
+Bad arguments and bad data end in one line on stderr and exit code 2, never a traceback.
+"""
+import argparse
+import resource
+import sys
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A bad argument or bad input: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        raise UsageError(message)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _memory_size(text):
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    try:
+        if text[-1:].upper() in units:
+            return int(float(text[:-1]) * units[text[-1].upper()])
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 64M, got {text!r}") from None
+
+
+def build_parser():
+    from . import zoo
+    parser = _Parser(prog="fastnn", description="Train and evaluate fastnn models.")
+    sub = parser.add_subparsers(dest="command")
+
+    train = sub.add_parser("train", help="train a preset model")
+    train.add_argument("--model", default="lenet", choices=list(zoo.PRESETS), metavar="NAME",
+                       help=f"preset: {', '.join(zoo.PRESETS)} (default lenet)")
+    train.add_argument("--epochs", type=_positive_int)
+    train.add_argument("--batch-size", type=_positive_int)
+    train.add_argument("--lr", type=_positive_float)
+    train.add_argument("--hidden", type=_positive_int)
+    train.add_argument("--optimizer", default="sgd", choices=["sgd", "random-search"])
+    train.add_argument("--data", help="folder of MNIST-format IDX files (gz or raw, canonical names)")
+    train.add_argument("--stream", help="pre-shuffled file from `fastnn shuffle`: train from it")
+    train.add_argument("--threads", type=_positive_int)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", help="save the trained model here")
+    train.add_argument("--plot", help="write a PNG (history, or decision regions for 2-D data)")
+    train.add_argument("--json", action="store_true", help="last stdout line: one JSON summary")
+    train.add_argument("--quiet", action="store_true", help="no per-epoch lines or progress bar")
+
+    evaluate = sub.add_parser("evaluate", help="test accuracy of a saved model")
+    evaluate.add_argument("model_file")
+    evaluate.add_argument("--data")
+    evaluate.add_argument("--json", action="store_true")
+
+    shuffle = sub.add_parser("shuffle", help="write a pre-shuffled multi-epoch training file")
+    shuffle.add_argument("--data", help="folder of MNIST-format IDX files")
+    shuffle.add_argument("--epochs", type=_positive_int, required=True)
+    shuffle.add_argument("--seed", type=int, default=0)
+    shuffle.add_argument("--out", required=True)
+    shuffle.add_argument("--memory-limit", type=_memory_size, default=64 * 2**20)
+
+    sub.add_parser("info", help="build flags, OpenMP, BLAS, threads")
+    return parser
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def main(argv=None):
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        from .commands import run
+        return run(args)
+    except UsageError as exc:
+        print(f"fastnn: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("fastnn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

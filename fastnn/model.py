@@ -1,0 +1,254 @@
+"""Sequential: forward/backward over preallocated buffers, fit/evaluate/predict.
+
+Parameters and gradients live in two flat arrays with one view per layer parameter (llm.c's
+malloc_and_point_parameters): one memset-free backward (every backward overwrites), one fused
+optimizer pass, trivial save/load. Nothing on the training path allocates numpy arrays once a
+batch size has been seen.
+"""
+import threading
+
+import numpy as np
+
+from .layers import Layer, MaxPool2D, MaxUnpool2D, _Activation
+from .losses import Loss
+from .optim import Optimizer
+from .ops import _check as check
+
+EVAL_BATCH = 256  # evaluate/predict work in chunks this size, whatever the input size
+
+
+class Sequential:
+    """A stack of layers trained with one loss and one optimizer.
+
+    `Sequential(layers, loss=..., optimizer=..., input_shape=..., dtype=np.float32, seed=None)`;
+    the model builds (allocates parameters) when it knows the per-sample input shape: from
+    `input_shape` or from the first data it sees. `seed` fixes the initial weights.
+    """
+
+    def __init__(self, layers, loss=None, optimizer=None, input_shape=None, dtype=np.float32, seed=None):
+        layers = list(layers)
+        if not layers or not all(isinstance(layer, Layer) for layer in layers):
+            raise TypeError("Sequential: layers must be a non-empty list of fastnn layers")
+        if loss is not None and not isinstance(loss, Loss):
+            raise TypeError(f"Sequential: loss must be a fastnn loss, got {type(loss).__name__}")
+        if optimizer is not None and not isinstance(optimizer, Optimizer):
+            raise TypeError(f"Sequential: optimizer must be a fastnn optimizer, got {type(optimizer).__name__}")
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            raise TypeError(f"Sequential: dtype must be float32 or float64, got {dtype}")
+        self.layers, self.loss, self.optimizer = layers, loss, optimizer
+        self.dtype, self.seed = np.dtype(dtype), seed
+        self.input_shape = None
+        self.stop_training = False
+        self._lock = threading.RLock()  # buffers are per model: one caller at a time
+        self._resolve_unpool_links()
+        if input_shape is not None:
+            self.build(input_shape)
+
+    # -- building ------------------------------------------------------------------------------
+    def _resolve_unpool_links(self):
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, MaxUnpool2D):
+                if isinstance(layer.pool, int):
+                    if not 0 <= layer.pool < i or not isinstance(self.layers[layer.pool], MaxPool2D):
+                        raise ValueError(f"MaxUnpool2D at {i}: pool={layer.pool} is not the index "
+                                         f"of an earlier MaxPool2D")
+                    layer.pool = self.layers[layer.pool]
+                if not any(layer.pool is l for l in self.layers[:i]):
+                    raise ValueError(f"MaxUnpool2D at {i}: its MaxPool2D is not earlier in this model")
+                layer.pool_index = next(j for j, l in enumerate(self.layers) if l is layer.pool)
+
+    def build(self, input_shape):
+        """Allocate parameters for per-sample `input_shape` (e.g. (784,) or (1, 28, 28))."""
+        shape = tuple(int(s) for s in input_shape)
+        if not shape or min(shape) < 1:
+            raise ValueError(f"Sequential.build: input_shape must be positive sizes, got {input_shape}")
+        if self.input_shape == shape:
+            return
+        for i, layer in enumerate(self.layers):
+            prev = self.layers[i - 1] if i else None
+            # In place only on a buffer that no earlier layer still needs (see layers.py).
+            layer.in_place = i > 0 and not isinstance(prev, _Activation)
+            shape = layer.build(shape, self.dtype)
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.output_shape = shape
+        sizes = [int(np.prod(s)) for layer in self.layers for s in layer.param_shapes.values()]
+        self.params = np.zeros(sum(sizes), dtype=self.dtype)
+        self.grads = np.zeros(sum(sizes), dtype=self.dtype)
+        offset = 0
+        for layer in self.layers:
+            views, grad_views = {}, {}
+            for name, pshape in layer.param_shapes.items():
+                size = int(np.prod(pshape))
+                views[name] = self.params[offset:offset + size].reshape(pshape)
+                grad_views[name] = self.grads[offset:offset + size].reshape(pshape)
+                offset += size
+            layer.bind(views, grad_views)
+        rng = np.random.default_rng(self.seed)
+        for layer in self.layers:
+            layer.init_params(rng)
+        if self.optimizer is not None:
+            self.optimizer.bind(self.params, self.grads)
+
+    def compile(self, loss, optimizer):
+        """Set (or replace) the loss and optimizer."""
+        self.loss, self.optimizer = loss, optimizer
+        if self.input_shape is not None:
+            optimizer.bind(self.params, self.grads)
+        return self
+
+    @property
+    def num_params(self):
+        return 0 if self.input_shape is None else self.params.size
+
+    def summary(self, print_fn=print):
+        """Print layers, output shapes and parameter counts; returns the text."""
+        if self.input_shape is None:
+            raise RuntimeError("summary: the model is not built; pass input_shape or call build()")
+        lines = [f"{'layer':<28}{'output shape':<20}{'params':>10}", "-" * 58]
+        for layer in self.layers:
+            count = sum(int(np.prod(s)) for s in layer.param_shapes.values())
+            lines.append(f"{repr(layer)[:27]:<28}{str(layer.output_shape):<20}{count:>10,}")
+        lines += ["-" * 58, f"input {self.input_shape}, {self.num_params:,} parameters, {self.dtype}"]
+        text = "\n".join(lines)
+        print_fn(text)
+        return text
+
+    # -- one batch -----------------------------------------------------------------------------
+    def forward(self, x, training=False):
+        """The last layer's output for batch x (a buffer the model reuses: copy to keep it)."""
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def backward(self):
+        """Gradients of the last loss call into self.grads."""
+        dy = self.loss.grad
+        last = len(self.layers) - 1
+        for i in range(last, -1, -1):
+            dy = self.layers[i].backward(dy, need_dx=i > 0)
+
+    def train_step(self, x, y):
+        """One optimizer step on batch (x, y); returns the batch loss before the step and
+        leaves the batch's correct-prediction count in `last_correct`."""
+        output = self.forward(x, training=True)
+        loss = self.loss(output, y)
+        self.last_correct = self.loss.count_correct(output, y)
+        if self.optimizer.needs_gradients:
+            self.backward()
+            self.optimizer.step()
+            return loss
+        return self.optimizer.search(lambda: self.loss(self.forward(x, training=True), y), loss)
+
+    # -- validation of user data -----------------------------------------------------------------
+    def _check_data(self, who, x, y=None):
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{who}: x must be a numpy array, got {type(x).__name__}")
+        if x.ndim < 2 or x.shape[0] == 0:
+            raise ValueError(f"{who}: x must be (samples, ...) with at least one sample, got {x.shape}")
+        if x.dtype.kind not in "fiu":
+            raise TypeError(f"{who}: x must be numeric, got dtype {x.dtype}")
+        if self.input_shape is None:
+            self.build(x.shape[1:])
+        if x.shape[1:] != self.input_shape:
+            raise ValueError(f"{who}: x must have per-sample shape {self.input_shape}, got {x.shape[1:]} "
+                             f"(x.shape={x.shape})")
+        if y is not None:
+            if not isinstance(y, np.ndarray):
+                raise TypeError(f"{who}: y must be a numpy array, got {type(y).__name__}")
+            if y.shape[0] != x.shape[0]:
+                raise ValueError(f"{who}: x has {x.shape[0]} samples but y has {y.shape[0]}")
+            if self.loss is None:
+                raise RuntimeError(f"{who}: the model has no loss; pass loss= or call compile()")
+            self.loss.check_targets(y, self.output_shape)
+
+    def _batches(self, x, y, batch_size, order=None):
+        """(xb, yb) batches in `order` (or sequence), gathered into reused staging buffers."""
+        n = x.shape[0]
+        staging = {}
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            if order is None and x.dtype == self.dtype and x.flags.c_contiguous:
+                yield x[start:stop], (None if y is None else y[start:stop])
+                continue
+            m = stop - start
+            if m not in staging:
+                staging[m] = (np.empty((m,) + x.shape[1:], x.dtype), np.empty((m,) + x.shape[1:], self.dtype),
+                              None if y is None else np.empty((m,) + y.shape[1:], y.dtype))
+            raw, xb, yb = staging[m]
+            if order is None:
+                raw[...] = x[start:stop]
+            else:
+                np.take(x, order[start:stop], axis=0, out=raw, mode="clip")
+                if y is not None:
+                    np.take(y, order[start:stop], axis=0, out=yb, mode="clip")
+            if raw.dtype == self.dtype:
+                xb = raw
+            else:
+                np.copyto(xb, raw, casting="unsafe")
+            if order is None and y is not None:
+                yb = y[start:stop]
+            yield xb, yb
+
+    # -- training ------------------------------------------------------------------------------
+    def fit(self, x, y=None, epochs=1, batch_size=32, validation_data=None, callbacks=None,
+            shuffle=True, seed=None, verbose=1):
+        """Train; returns a History. `x` is an array (with labels/targets `y`) or a data stream
+        from fastnn.data (batches come from it, epochs follow the file)."""
+        from .training import run_fit
+        return run_fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, seed, verbose)
+
+    # -- inference -----------------------------------------------------------------------------
+    def _outputs(self, x, batch_size, fn):
+        self._check_data("predict", x)
+        batch_size = check.positive_int("predict", "batch_size", batch_size)
+        parts = []
+        with self._lock:
+            for xb, _ in self._batches(x, None, batch_size):
+                parts.append(fn(self.forward(xb, training=False)))
+        return np.concatenate(parts)
+
+    def predict(self, x, batch_size=EVAL_BATCH):
+        """Class ids (argmax, or > threshold for one output), for any number of samples."""
+        return self._outputs(x, batch_size, self.loss.predictions)
+
+    def predict_proba(self, x, batch_size=EVAL_BATCH):
+        """Class probabilities (softmax / sigmoid; raw outputs for MSE), any number of samples."""
+        return self._outputs(x, batch_size, self.loss.probabilities)
+
+    def predict_raw(self, x, batch_size=EVAL_BATCH):
+        """The last layer's outputs, copied."""
+        return self._outputs(x, batch_size, np.array)
+
+    def evaluate(self, x, y, batch_size=EVAL_BATCH):
+        """{'loss': mean loss, 'accuracy': fraction correct or None, 'correct', 'total'}."""
+        self._check_data("evaluate", x, y)
+        batch_size = check.positive_int("evaluate", "batch_size", batch_size)
+        total_loss, correct, total = 0.0, 0, 0
+        with self._lock:
+            for xb, yb in self._batches(x, y, batch_size):
+                out = self.forward(xb, training=False)
+                total_loss += self.loss(out, yb) * len(xb)
+                c = self.loss.count_correct(out, yb)
+                correct = None if c is None or correct is None else correct + c
+                total += len(xb)
+        return {"loss": total_loss / total, "accuracy": None if correct is None else correct / total,
+                "correct": correct, "total": total}
+
+    # -- persistence ---------------------------------------------------------------------------
+    def get_config(self):
+        from .serialize import model_config
+        return model_config(self)
+
+    def save(self, path):
+        """Architecture (JSON) + weights (npz) in one file, written atomically. No pickle."""
+        from .serialize import save_model
+        save_model(self, path)
+
+    def copy(self, dtype=None):
+        """An independent model with the same architecture and weights (optionally cast)."""
+        from .serialize import model_from_config
+        clone = model_from_config(self.get_config(), dtype=dtype or self.dtype)
+        if self.input_shape is not None:
+            clone.params[...] = self.params
+        return clone
+

@@ -1,0 +1,197 @@
+"""Sequential: gradients, buffers, determinism, any-batch inference, save/load."""
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import (MSE, SGD, Adam, BinaryCrossEntropy, Conv2D, Dense, Flatten, MaxPool2D,
+                    MaxUnpool2D, RandomSearch, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh)
+
+
+def small_cnn(seed=0, dtype=np.float32):
+    layers = [Conv2D(3, 3, padding=1), ReLU(), MaxPool2D(2), Conv2D(4, (2, 3), stride=(1, 2)), Tanh(),
+              Flatten(), Dense(6, init="glorot"), Sigmoid(), Dense(3)]
+    return Sequential(layers, loss=SoftmaxCrossEntropy(), optimizer=SGD(0.1, momentum=0.9),
+                      input_shape=(2, 8, 10), dtype=dtype, seed=seed)
+
+
+def test_gradcheck_cnn_every_parameter(rng):
+    model = small_cnn()
+    x = rng.standard_normal((3, 2, 8, 10))
+    y = np.array([0, 2, 1])
+    result = fastnn.gradcheck(model, x, y)
+    assert len(result["per_param"]) == 8
+    assert result["max_rel_error"] < 1e-5, result
+
+
+@pytest.mark.parametrize("loss,last,y", [
+    (MSE(), [Dense(4), Sigmoid()], np.array([0, 3, 1, 2, 0])),
+    (MSE(), [Dense(4)], np.random.default_rng(0).standard_normal((5, 4))),
+    (BinaryCrossEntropy(), [Dense(1)], np.array([0, 1, 1, 0, 1])),
+    (SoftmaxCrossEntropy(), [Dense(4)], np.array([0, 3, 1, 2, 0])),
+])
+def test_gradcheck_mlp_losses(loss, last, y, rng):
+    model = Sequential([Dense(7, init="glorot"), Tanh()] + last, loss=loss, optimizer=SGD(0.1),
+                       input_shape=(6,), seed=1)
+    assert fastnn.gradcheck(model, rng.standard_normal((5, 6)), y)["max_rel_error"] < 1e-5
+
+
+def test_gradcheck_through_unpooling(rng):
+    pool = MaxPool2D(2)
+    model = Sequential([Conv2D(2, 3, padding=1), pool, MaxUnpool2D(pool), Flatten(), Dense(3)],
+                       loss=SoftmaxCrossEntropy(), optimizer=SGD(0.1), input_shape=(1, 6, 6), seed=2)
+    assert fastnn.gradcheck(model, rng.standard_normal((2, 1, 6, 6)), np.array([1, 2]))["max_rel_error"] < 1e-5
+
+
+def test_training_reduces_loss_and_history_is_filled(rng):
+    x = rng.standard_normal((200, 2, 8, 10)).astype(np.float32)
+    y = (x[:, 0, :4].sum(axis=(1, 2)) > 0).astype(np.int64) + (x[:, 1].sum(axis=(1, 2)) > 2)
+    model = small_cnn()
+    history = model.fit(x, y, epochs=8, batch_size=20, validation_data=(x, y), verbose=0, seed=0)
+    assert len(history.step_loss) == 80 and len(history.epoch_val_accuracy) == 8
+    assert np.mean(history.step_loss[-10:]) < np.mean(history.step_loss[:10])
+    assert history.epoch_val_accuracy[-1] > 0.6
+    assert all(s > 0 for s in history.samples_per_second)
+
+
+def test_same_seed_gives_bit_identical_weights(rng):
+    x = rng.standard_normal((60, 2, 8, 10)).astype(np.float32)
+    y = rng.integers(0, 3, 60)
+    runs = []
+    for _ in range(2):
+        model = small_cnn(seed=5)
+        model.fit(x, y, epochs=2, batch_size=16, seed=3, verbose=0)
+        runs.append(model.params.copy())
+    assert np.array_equal(runs[0], runs[1])
+    other = small_cnn(seed=6)
+    assert not np.array_equal(runs[0], other.params)
+
+
+def test_predict_any_batch_size_matches(rng):
+    model = small_cnn()
+    x = rng.standard_normal((37, 2, 8, 10)).astype(np.float32)
+    full = model.predict_proba(x, batch_size=37)
+    for bs in (1, 5, 64):
+        np.testing.assert_allclose(model.predict_proba(x, batch_size=bs), full, rtol=1e-5, atol=1e-6)
+    assert np.allclose(full.sum(axis=1), 1, atol=1e-5)
+    assert model.predict(x[:1]).shape == (1,)
+
+
+def test_steady_state_training_step_allocates_no_numpy_arrays(rng):
+    model = small_cnn()
+    x = rng.standard_normal((16, 2, 8, 10)).astype(np.float32)
+    y = rng.integers(0, 3, 16)
+    for _ in range(3):
+        model.train_step(x, y)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for _ in range(20):
+            model.train_step(x, y)
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    domain = tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)
+    grown = [s for s in after.filter_traces([domain]).compare_to(before.filter_traces([domain]), "lineno")
+             if s.size_diff > 0 or s.count_diff > 0]
+    assert grown == [], grown
+
+
+def test_save_load_round_trip_predicts_identically(tmp_path, rng):
+    model = small_cnn(seed=4)
+    x = rng.standard_normal((10, 2, 8, 10)).astype(np.float32)
+    model.fit(x, rng.integers(0, 3, 10), epochs=1, batch_size=5, verbose=0)
+    path = tmp_path / "m.fastnn"
+    model.save(path)
+    loaded = fastnn.load(path)
+    np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
+    np.testing.assert_array_equal(loaded.optimizer.velocity, model.optimizer.velocity)
+    assert [type(l) for l in loaded.layers] == [type(l) for l in model.layers]
+
+
+def test_save_load_keeps_unpool_link_and_adam_state(tmp_path, rng):
+    pool = MaxPool2D(2)
+    model = Sequential([Conv2D(2, 3, padding=1), pool, MaxUnpool2D(pool), Flatten(), Dense(3)],
+                       loss=SoftmaxCrossEntropy(), optimizer=Adam(1e-2), input_shape=(1, 6, 6), seed=2)
+    x = rng.standard_normal((4, 1, 6, 6)).astype(np.float32)
+    model.fit(x, np.array([0, 1, 2, 0]), epochs=2, batch_size=2, verbose=0)
+    model.save(tmp_path / "u.fastnn")
+    loaded = fastnn.load(tmp_path / "u.fastnn")
+    assert loaded.layers[2].pool is loaded.layers[1]
+    assert loaded.optimizer.t == model.optimizer.t == 4
+    np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip at all", b"PK\x03\x04garbage"])
+def test_load_rejects_foreign_files(tmp_path, content):
+    path = tmp_path / "bad.fastnn"
+    path.write_bytes(content)
+    with pytest.raises(fastnn.ModelFileError, match="bad.fastnn"):
+        fastnn.load(path)
+
+
+def test_load_rejects_truncated_file_and_save_keeps_old_file_on_error(tmp_path):
+    model = small_cnn()
+    path = tmp_path / "m.fastnn"
+    model.save(path)
+    data = path.read_bytes()
+    (tmp_path / "t.fastnn").write_bytes(data[: len(data) // 2])
+    with pytest.raises(fastnn.ModelFileError):
+        fastnn.load(tmp_path / "t.fastnn")
+    np.savez(tmp_path / "foreign.npz", params=np.zeros(3))
+    with pytest.raises(fastnn.ModelFileError, match="architecture"):
+        fastnn.load(tmp_path / "foreign.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.npz", "m.fastnn", "t.fastnn"]
+
+
+def test_random_search_lowers_loss_without_gradients(rng):
+    x = rng.standard_normal((50, 2)).astype(np.float32)
+    y = (x[:, 0] * x[:, 1] > 0).astype(np.int64)
+    model = Sequential([Dense(6, init="glorot"), Sigmoid(), Dense(1)], loss=BinaryCrossEntropy(),
+                       optimizer=RandomSearch(step=0.2, seed=0), input_shape=(2,), seed=0)
+    history = model.fit(x, y, epochs=300, batch_size=50, verbose=0)
+    assert history.step_loss[-1] < history.step_loss[0] - 0.1
+    assert all(b <= a + 1e-6 for a, b in zip(history.step_loss, history.step_loss[1:]))
+
+
+def test_early_stopping_loss_threshold(rng):
+    x = rng.standard_normal((40, 2)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    model = Sequential([Dense(4), Tanh(), Dense(1)], loss=BinaryCrossEntropy(), optimizer=SGD(1.0),
+                       input_shape=(2,), seed=0)
+    history = model.fit(x, y, epochs=1000, batch_size=40, verbose=0,
+                        callbacks=[fastnn.EarlyStopping(loss_threshold=0.2)])
+    assert history.step_loss[-1] < 0.2 and len(history.step_loss) < 1000
+    assert "0.2" in history.stopped_reason
+
+
+def test_divergence_raises_naming_the_step():
+    x = np.full((4, 2), 1e30, np.float32)
+    model = Sequential([Dense(2)], loss=MSE(), optimizer=SGD(1e10), input_shape=(2,), seed=0)
+    with pytest.raises(fastnn.TrainingDiverged, match="step"):
+        model.fit(x, np.ones((4, 2), np.float32), epochs=5, batch_size=4, verbose=0)
+
+
+def test_bad_data_and_arguments_raise_clear_errors(rng):
+    model = small_cnn()
+    with pytest.raises(ValueError, match="per-sample shape"):
+        model.fit(np.zeros((4, 1, 8, 10), np.float32), np.zeros(4, np.int64), verbose=0)
+    with pytest.raises(ValueError, match="labels"):
+        model.fit(np.zeros((4, 2, 8, 10), np.float32), np.array([0, 1, 5, 0]), verbose=0)
+    with pytest.raises(ValueError, match="samples"):
+        model.fit(np.zeros((4, 2, 8, 10), np.float32), np.zeros(3, np.int64), verbose=0)
+    with pytest.raises(ValueError, match="epochs"):
+        model.fit(np.zeros((4, 2, 8, 10), np.float32), np.zeros(4, np.int64), epochs=-1, verbose=0)
+    with pytest.raises(ValueError, match="Flatten"):
+        Sequential([Dense(3)], input_shape=(1, 4, 4))
+    with pytest.raises(ValueError, match="units"):
+        Dense(0)
+    with pytest.raises(ValueError, match="init"):
+        Dense(3, init="zeros")
+
+
+def test_summary_lists_layers_and_parameter_counts():
+    text = small_cnn().summary(print_fn=lambda s: None)
+    assert "Conv2D" in text and "parameters" in text
+    assert f"{small_cnn().num_params:,}" in text
