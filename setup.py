@@ -26,7 +26,8 @@ def _compiler_accepts(flag):
         return subprocess.run(cmd, capture_output=True).returncode == 0
 
 
-compile_args = ["-O3", "-ffp-contract=fast"]
+# No errno or FP traps: lets gcc vectorise exp/tanh loops and if-convert selects (ReLU, max-pool).
+compile_args = ["-O3", "-ffp-contract=fast", "-fno-math-errno", "-fno-trapping-math"]
 link_args = []
 if _compiler_accepts("-fopenmp"):
     compile_args.append("-fopenmp")

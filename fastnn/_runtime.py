@@ -4,9 +4,10 @@ Why scipy-openblas32 loaded by ctypes (measured on the 2-core dev machine, RSS a
 `import numpy` 25 MB; + this OpenBLAS 30.6 MB (+5.5 MB); `scipy.linalg.cython_blas` instead
 costs 56 MB (+31 MB), half the 64 MB budget of a whole streaming training run.
 
-Threads: fastnn's OpenMP regions and its OpenBLAS calls never overlap (kernels call GEMM only
-outside prange), and both get the same count, so they never multiply. numpy's own BLAS is
-left alone except inside `threads_limited()`.
+Threads: fastnn's OpenBLAS always runs on one thread; kernels split their GEMMs over OpenMP
+threads (gemm_parallel in src_c/_blas.pxd). One pool, so threads never multiply, and no second
+pool spins on the cores OpenMP needs (measured on LeNet: OpenBLAS threads + OpenMP threads made
+a 2-thread step 4x slower than a 1-thread one). numpy's own BLAS is left alone.
 """
 import ctypes
 import os
@@ -32,6 +33,7 @@ for _module in _BLAS_USERS:
 _blas.scipy_openblas_get_config.restype = ctypes.c_char_p
 _blas.scipy_openblas_set_num_threads.argtypes = [ctypes.c_int]
 
+_blas.scipy_openblas_set_num_threads(1)
 _num_threads = 1
 
 
@@ -49,12 +51,11 @@ def _default_threads():
 
 
 def set_num_threads(n):
-    """Threads for fastnn's OpenMP kernels and its OpenBLAS (the same count, never both at once)."""
+    """Threads for fastnn's kernels (OpenMP; GEMMs are split into single-threaded BLAS blocks)."""
     global _num_threads
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
     _num_threads = n
-    _blas.scipy_openblas_set_num_threads(n)
 
 
 def get_num_threads():

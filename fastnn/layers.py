@@ -157,7 +157,8 @@ class Dense(Layer):
 
     def backward(self, dy, need_dx=True):
         dx = self.buffers(dy.shape[0])["dx"] if need_dx else None
-        self._backward_kernel(dx, self.grads["w"], self.grads["b"], dy, self.x, self.params["w"])
+        self._backward_kernel(dx, self.grads["w"], self.grads["b"], dy, self.x, self.params["w"],
+                              get_num_threads())
         return dx
 
 

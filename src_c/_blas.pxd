@@ -1,8 +1,9 @@
 # The one BLAS wrapper: row-major GEMM over fused float types.
 # C (m, n) = alpha * op(A) (m, k) @ op(B) (k, n) + beta * C, all row-major.
-# Kernels call gemm() only outside prange regions, so OpenBLAS threads never
-# multiply with OpenMP threads (fastnn._runtime gives both the same count).
+# OpenBLAS runs single-threaded (fastnn._runtime sets it); kernels parallelise GEMMs with
+# gemm_parallel(), so OpenMP is the only thread pool and threads never multiply.
 from cython cimport floating
+from cython.parallel cimport prange
 
 cdef extern from "fastnn_blas.h" nogil:
     ctypedef void (*fastnn_sgemm_t)(int, int, int, int, int, int, float, const float*, int,
@@ -26,3 +27,40 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
         fastnn_sgemm_ptr(FASTNN_ROW_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     else:
         fastnn_dgemm_ptr(FASTNN_ROW_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+
+
+cdef enum:
+    # Below this many multiply-adds a GEMM runs on one thread: splitting costs more than it gives.
+    GEMM_PARALLEL_MIN_WORK = 1 << 18
+    # Column blocks are multiples of this, so every thread's block stays SIMD-aligned.
+    GEMM_BLOCK_ALIGN = 16
+
+
+cdef inline void gemm_parallel(bint trans_a, bint trans_b, int m, int n, int k,
+                               floating alpha, const floating* a, int lda,
+                               const floating* b, int ldb,
+                               floating beta, floating* c, int ldc, int num_threads) noexcept nogil:
+    """gemm() split over OpenMP threads, each calling the single-threaded OpenBLAS on a block of
+    C's columns (or rows, when C is narrow). fastnn keeps OpenBLAS at one thread, so OpenMP's
+    pool is the only one: two pools spinning on two cores starve each other (measured 4x slower
+    LeNet steps)."""
+    cdef int parts = num_threads, p, lo, hi, step
+    if <double>m * n * k < GEMM_PARALLEL_MIN_WORK or parts < 2:
+        gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
+    if n >= m:  # split C's columns: op(B)'s columns
+        step = ((n + parts - 1) // parts + GEMM_BLOCK_ALIGN - 1) // GEMM_BLOCK_ALIGN * GEMM_BLOCK_ALIGN
+        for p in prange(parts, schedule='static', num_threads=parts):
+            lo = p * step
+            hi = min(n, lo + step)
+            if lo < hi:
+                gemm(trans_a, trans_b, m, hi - lo, k, alpha, a, lda,
+                     b + (lo * ldb if trans_b else lo), ldb, beta, c + lo, ldc)
+    else:  # split C's rows: op(A)'s rows
+        step = (m + parts - 1) // parts
+        for p in prange(parts, schedule='static', num_threads=parts):
+            lo = p * step
+            hi = min(m, lo + step)
+            if lo < hi:
+                gemm(trans_a, trans_b, hi - lo, n, k, alpha, a + (lo if trans_a else lo * lda), lda,
+                     b, ldb, beta, c + lo * ldc, ldc)

@@ -7,4 +7,4 @@ cdef void dense_forward_kernel(floating[:, ::1] y, const floating[:, ::1] x,
                                int num_threads) noexcept nogil
 cdef void dense_backward_kernel(floating[:, ::1] dx, floating[:, ::1] dw, floating[::1] db,
                                 const floating[:, ::1] dy, const floating[:, ::1] x,
-                                const floating[:, ::1] w, bint need_dx) noexcept nogil
+                                const floating[:, ::1] w, bint need_dx, int num_threads) noexcept nogil

@@ -1,9 +1,9 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-# Dense layer kernels: one GEMM each way through OpenBLAS (threaded by OpenBLAS itself,
-# never inside a prange), plus a bias pass.
+# Dense layer kernels: one GEMM each way (OpenBLAS blocks split over OpenMP threads), plus a
+# bias pass.
 from cython cimport floating
 from cython.parallel cimport prange
-from _blas cimport gemm, fastnn_bind_gemm
+from _blas cimport gemm_parallel, fastnn_bind_gemm
 
 include "_bind.pxi"
 
@@ -17,8 +17,8 @@ cdef void dense_forward_kernel(floating[:, ::1] y, const floating[:, ::1] x,
                                int num_threads) noexcept nogil:
     # x (N, I), w (O, I), b (O,) -> y (N, O)
     cdef Py_ssize_t n = x.shape[0], i = x.shape[1], o = w.shape[0], r, c
-    gemm(False, True, <int>n, <int>o, <int>i, <floating>1, &x[0, 0], <int>i,
-         &w[0, 0], <int>i, <floating>0, &y[0, 0], <int>o)
+    gemm_parallel(False, True, <int>n, <int>o, <int>i, <floating>1, &x[0, 0], <int>i,
+                  &w[0, 0], <int>i, <floating>0, &y[0, 0], <int>o, num_threads)
     if n * o < PARALLEL_MIN_WORK:
         num_threads = 1
     for r in prange(n, schedule='static', num_threads=num_threads):
@@ -28,14 +28,14 @@ cdef void dense_forward_kernel(floating[:, ::1] y, const floating[:, ::1] x,
 
 cdef void dense_backward_kernel(floating[:, ::1] dx, floating[:, ::1] dw, floating[::1] db,
                                 const floating[:, ::1] dy, const floating[:, ::1] x,
-                                const floating[:, ::1] w, bint need_dx) noexcept nogil:
+                                const floating[:, ::1] w, bint need_dx, int num_threads) noexcept nogil:
     # dy (N, O), x (N, I), w (O, I) -> dx (N, I), dw (O, I), db (O,)
     cdef Py_ssize_t n = x.shape[0], i = x.shape[1], o = w.shape[0], r, c
     if need_dx:
-        gemm(False, False, <int>n, <int>i, <int>o, <floating>1, &dy[0, 0], <int>o,
-             &w[0, 0], <int>i, <floating>0, &dx[0, 0], <int>i)
-    gemm(True, False, <int>o, <int>i, <int>n, <floating>1, &dy[0, 0], <int>o,
-         &x[0, 0], <int>i, <floating>0, &dw[0, 0], <int>i)
+        gemm_parallel(False, False, <int>n, <int>i, <int>o, <floating>1, &dy[0, 0], <int>o,
+                      &w[0, 0], <int>i, <floating>0, &dx[0, 0], <int>i, num_threads)
+    gemm_parallel(True, False, <int>o, <int>i, <int>n, <floating>1, &dy[0, 0], <int>o,
+                  &x[0, 0], <int>i, <floating>0, &dw[0, 0], <int>i, num_threads)
     # Row-wise sum: memory order, vectorises over c.
     for c in range(o):
         db[c] = 0
@@ -52,8 +52,8 @@ def dense_forward(floating[:, ::1] y, const floating[:, ::1] x, const floating[:
 
 def dense_backward(floating[:, ::1] dx, floating[:, ::1] dw, floating[::1] db,
                    const floating[:, ::1] dy, const floating[:, ::1] x,
-                   const floating[:, ::1] w):
+                   const floating[:, ::1] w, int num_threads):
     """dx may be None when the layer is first (its input gradient is never needed)."""
     cdef bint need_dx = dx is not None
     with nogil:
-        dense_backward_kernel(dx, dw, db, dy, x, w, need_dx)
+        dense_backward_kernel(dx, dw, db, dy, x, w, need_dx, num_threads)

@@ -34,5 +34,5 @@ def dense_backward(dy, x, w):
     dx = check.output(op, "dx", None, (n, i), dtype)
     dw = check.output(op, "dw", None, (o, i), dtype)
     db = check.output(op, "db", None, (o,), dtype)
-    _dense.dense_backward(dx, dw, db, dy, x, w)
+    _dense.dense_backward(dx, dw, db, dy, x, w, get_num_threads())
     return dx, dw, db
