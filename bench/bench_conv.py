@@ -10,7 +10,7 @@ import pytest
 from fastnn import _conv
 from fastnn.ops import conv2d_output_shape, conv2d_workspace
 
-from conftest import run_and_record
+from roofline import run_and_record
 
 # LeNet's two convolutions on an MNIST batch of 64.
 SHAPES = {"lenet1": ((64, 1, 28, 28), (20, 1, 5, 5)), "lenet2": ((64, 20, 12, 12), (50, 20, 5, 5))}

@@ -8,7 +8,7 @@ import pytest
 
 from fastnn import _dense
 
-from conftest import run_and_record
+from roofline import run_and_record
 
 
 @pytest.mark.benchmark(group="dense-forward-backward")
@@ -23,7 +23,7 @@ def test_dense_forward_backward(benchmark, threads, n, i, o, num_threads):
     gemms = [(n, i, o, False, True), (n, o, i), (o, n, i, True, False)]
 
     def step():
-        _dense.dense_forward(y, x, w, b, num_threads)
-        _dense.dense_backward(dx, dw, db, dy, x, w, num_threads)
+        _dense.dense_forward(y, x, w, b, 0, num_threads)
+        _dense.dense_backward(dx, dw, db, dy, x, w, None, 0, num_threads)
 
     run_and_record(benchmark, step, gemms, num_threads)

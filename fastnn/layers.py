@@ -38,6 +38,7 @@ class Layer:
         self.output_shape = None
         self.dtype = None
         self.in_place = False       # set by the model for activations it may run in place
+        self.needs_own_output = False  # its backward reads its forward output
         self.param_shapes = OrderedDict()
         self.params = {}
         self.grads = {}
@@ -117,13 +118,24 @@ def _check_init(layer, init):
     return init
 
 
-class Dense(Layer):
-    """Fully connected: y = x @ w.T + b, w (units, inputs). init: 'he', 'glorot' or 'normal'
-    ('normal' draws weights and biases from N(0, 1), as in Nielsen's book)."""
+ACTIVATIONS = {None: 0, "relu": 1, "sigmoid": 2, "tanh": 3}  # codes of src_c/_elementwise.pxd
 
-    def __init__(self, units, init="he"):
+
+class Dense(Layer):
+    """Fully connected: y = activation(x @ w.T + b), w (units, inputs).
+
+    activation: None, 'relu', 'sigmoid' or 'tanh', fused into the kernel (one pass, one call;
+    the same result as a separate activation layer). init: 'he', 'glorot' or 'normal' ('normal'
+    draws weights and biases from N(0, 1), as in Nielsen's book)."""
+
+    def __init__(self, units, activation=None, init="he"):
         super().__init__()
         self.units = check.positive_int("Dense", "units", units)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"Dense: activation must be one of {list(ACTIVATIONS)}, got {activation!r}")
+        self.activation = activation
+        self._act = ACTIVATIONS[activation]
+        self.needs_own_output = activation is not None
         self.init = _check_init("Dense", init)
 
     def _build(self):
@@ -144,7 +156,7 @@ class Dense(Layer):
             self.params["b"][...] = 0
 
     def get_config(self):
-        return {"units": self.units, "init": self.init}
+        return {"units": self.units, "activation": self.activation, "init": self.init}
 
     def _allocate(self, n):
         return {"y": self._empty(n, self.output_shape), "dx": self._empty(n, self.input_shape)}
@@ -152,13 +164,14 @@ class Dense(Layer):
     def forward(self, x, training=True):
         self.x = x
         y = self.buffers(x.shape[0])["y"]
-        self._forward_kernel(y, x, self.params["w"], self.params["b"], get_num_threads())
+        self._forward_kernel(y, x, self.params["w"], self.params["b"], self._act, get_num_threads())
+        self.y = y
         return y
 
     def backward(self, dy, need_dx=True):
         dx = self.buffers(dy.shape[0])["dx"] if need_dx else None
         self._backward_kernel(dx, self.grads["w"], self.grads["b"], dy, self.x, self.params["w"],
-                              get_num_threads())
+                              self.y, self._act, get_num_threads())
         return dx
 
 
@@ -318,6 +331,7 @@ class Flatten(Layer):
 
 class _Activation(Layer):
     _forward = _backward = None  # raw kernels, set by subclasses
+    needs_own_output = True
 
     def _build(self):
         self._forward_kernel = specialize(type(self)._forward, self.dtype)

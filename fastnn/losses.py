@@ -16,14 +16,12 @@ class Loss:
     def __init__(self):
         self._buffers = OrderedDict()
 
-    def _buffer(self, key, shape, dtype, fill=None):
-        """A reused buffer; `fill(buf)` runs once when it is (re)allocated."""
+    def _buffer(self, key, shape, dtype):
+        """A reused buffer, one per (key, shape, dtype)."""
         full_key = (key, tuple(shape), np.dtype(dtype))
         buf = self._buffers.get(full_key)
         if buf is None:
             buf = np.empty(shape, dtype=dtype)
-            if fill is not None:
-                fill(buf)
             self._buffers[full_key] = buf
             if len(self._buffers) > 16:
                 self._buffers.popitem(last=False)
@@ -109,14 +107,9 @@ class MSE(Loss):
 
     def __call__(self, output, targets):
         self.grad = self._buffer("grad", output.shape, output.dtype)
-        if targets.dtype.kind in "iu":
-            onehot = self._buffer("onehot", output.shape, output.dtype)
-            rows = self._buffer("rows", (output.shape[0],), np.intp,
-                                fill=lambda r: r.__setitem__(Ellipsis, np.arange(len(r))))
-            onehot[...] = 0
-            onehot[rows, targets] = 1
-            targets = onehot
-        elif targets.dtype != output.dtype:
+        if targets.dtype.kind in "iu":  # one-hot targets, implicit in the kernel
+            return _loss.mse_labels(self.grad, output, targets, get_num_threads())
+        if targets.dtype != output.dtype:
             cast = self._buffer("cast", output.shape, output.dtype)
             np.copyto(cast, targets.reshape(output.shape))
             targets = cast

@@ -9,7 +9,7 @@ import threading
 
 import numpy as np
 
-from .layers import Layer, MaxPool2D, MaxUnpool2D, _Activation
+from .layers import Layer, MaxPool2D, MaxUnpool2D
 from .losses import Loss
 from .optim import Optimizer
 from .ops import _check as check
@@ -67,7 +67,7 @@ class Sequential:
         for i, layer in enumerate(self.layers):
             prev = self.layers[i - 1] if i else None
             # In place only on a buffer that no earlier layer still needs (see layers.py).
-            layer.in_place = i > 0 and not isinstance(prev, _Activation)
+            layer.in_place = i > 0 and not prev.needs_own_output
             shape = layer.build(shape, self.dtype)
         self.input_shape = tuple(int(s) for s in input_shape)
         self.output_shape = shape

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sigmoid
+from .layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
 from .losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
 from .model import Sequential
 from .optim import SGD, RandomSearch
@@ -47,25 +47,26 @@ class Preset:
         return {"flat": (784,), "image": (1, 28, 28)}.get(self.layout, (2,))
 
 
+# Dense layers carry their activation (fused kernel); Dense(n) + Sigmoid() computes the same.
 def _mlp(hidden):
-    return [Dense(hidden, init="he"), ReLU(), Dense(10, init="he")]
+    return [Dense(hidden, "relu", init="he"), Dense(10, init="he")]
 
 
 def _nielsen(hidden):
-    return [Dense(hidden, init="normal"), Sigmoid(), Dense(10, init="normal"), Sigmoid()]
+    return [Dense(hidden, "sigmoid", init="normal"), Dense(10, "sigmoid", init="normal")]
 
 
 def _spiral(hidden):
-    return [Dense(hidden, init="glorot"), Sigmoid(), Dense(3, init="glorot")]
+    return [Dense(hidden, "sigmoid", init="glorot"), Dense(3, init="glorot")]
 
 
 def _twoclass(hidden):
-    return [Dense(hidden, init="glorot"), Sigmoid(), Dense(1, init="glorot")]
+    return [Dense(hidden, "sigmoid", init="glorot"), Dense(1, init="glorot")]
 
 
 def _lenet(hidden):
     return [Conv2D(20, 5), ReLU(), MaxPool2D(2), Conv2D(50, 5), ReLU(), MaxPool2D(2), Flatten(),
-            Dense(hidden), ReLU(), Dense(10)]
+            Dense(hidden, "relu"), Dense(10)]
 
 
 PRESETS = {p.name: p for p in [

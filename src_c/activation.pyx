@@ -2,7 +2,7 @@
 # Activation kernels: memory-bound element-wise loops, split statically across threads.
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport exp, expf, tanh, tanhf
+from _elementwise cimport sigmoid_of, tanh_of
 
 # Elements below which threads cost more than they give (pytorch#144633).
 cdef enum:
@@ -11,14 +11,6 @@ cdef enum:
 
 cdef inline int _threads(Py_ssize_t n, int num_threads) noexcept nogil:
     return 1 if n < PARALLEL_MIN_WORK else num_threads
-
-
-cdef inline floating _sigmoid(floating z) noexcept nogil:
-    # exp(-z) overflows to inf for very negative z, giving exactly 0: no NaN either way.
-    if floating is float:
-        return 1 / (1 + expf(-z))
-    else:
-        return 1 / (1 + exp(-z))
 
 
 cdef void relu_forward_kernel(floating[::1] y, const floating[::1] x, int num_threads) noexcept nogil:
@@ -47,7 +39,7 @@ cdef void sigmoid_forward_kernel(floating[::1] y, const floating[::1] x, int num
     # x (n,) -> y (n,) = 1 / (1 + exp(-x))
     cdef Py_ssize_t n = x.shape[0], i
     for i in prange(n, schedule='static', num_threads=_threads(n, num_threads)):
-        y[i] = _sigmoid(x[i])
+        y[i] = sigmoid_of(x[i])
 
 
 cdef void sigmoid_backward_kernel(floating[::1] dx, const floating[::1] dy, const floating[::1] y,
@@ -62,10 +54,7 @@ cdef void tanh_forward_kernel(floating[::1] y, const floating[::1] x, int num_th
     # x (n,) -> y (n,) = tanh(x)
     cdef Py_ssize_t n = x.shape[0], i
     for i in prange(n, schedule='static', num_threads=_threads(n, num_threads)):
-        if floating is float:
-            y[i] = tanhf(x[i])
-        else:
-            y[i] = tanh(x[i])
+        y[i] = tanh_of(x[i])
 
 
 cdef void tanh_backward_kernel(floating[::1] dx, const floating[::1] dy, const floating[::1] y,

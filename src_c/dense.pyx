@@ -1,9 +1,10 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-# Dense layer kernels: one GEMM each way (OpenBLAS blocks split over OpenMP threads), plus a
-# bias pass.
+# Dense layer kernels: one GEMM each way (OpenBLAS blocks split over OpenMP threads), plus one
+# pass that adds the bias and applies the activation (fused: one trip over y, one Python call).
 from cython cimport floating
 from cython.parallel cimport prange
 from _blas cimport gemm_parallel, fastnn_bind_gemm
+from _elementwise cimport activate, activation_slope, ACT_NONE
 
 include "_bind.pxi"
 
@@ -14,8 +15,8 @@ cdef enum:
 
 cdef void dense_forward_kernel(floating[:, ::1] y, const floating[:, ::1] x,
                                const floating[:, ::1] w, const floating[::1] b,
-                               int num_threads) noexcept nogil:
-    # x (N, I), w (O, I), b (O,) -> y (N, O)
+                               int act, int num_threads) noexcept nogil:
+    # x (N, I), w (O, I), b (O,) -> y (N, O) = act(x @ w.T + b)
     cdef Py_ssize_t n = x.shape[0], i = x.shape[1], o = w.shape[0], r, c
     gemm_parallel(False, True, <int>n, <int>o, <int>i, <floating>1, &x[0, 0], <int>i,
                   &w[0, 0], <int>i, <floating>0, &y[0, 0], <int>o, num_threads)
@@ -23,14 +24,20 @@ cdef void dense_forward_kernel(floating[:, ::1] y, const floating[:, ::1] x,
         num_threads = 1
     for r in prange(n, schedule='static', num_threads=num_threads):
         for c in range(o):
-            y[r, c] += b[c]
+            y[r, c] = activate(act, y[r, c] + b[c])
 
 
 cdef void dense_backward_kernel(floating[:, ::1] dx, floating[:, ::1] dw, floating[::1] db,
-                                const floating[:, ::1] dy, const floating[:, ::1] x,
-                                const floating[:, ::1] w, bint need_dx, int num_threads) noexcept nogil:
-    # dy (N, O), x (N, I), w (O, I) -> dx (N, I), dw (O, I), db (O,)
+                                floating[:, ::1] dy, const floating[:, ::1] x,
+                                const floating[:, ::1] w, const floating[:, ::1] y, int act,
+                                bint need_dx, int num_threads) noexcept nogil:
+    # dy (N, O), x (N, I), w (O, I), y (N, O) -> dx (N, I), dw (O, I), db (O,)
+    # With an activation, dy is first turned in place into dz = dy * act'(y).
     cdef Py_ssize_t n = x.shape[0], i = x.shape[1], o = w.shape[0], r, c
+    if act != ACT_NONE:
+        for r in prange(n, schedule='static', num_threads=1 if n * o < PARALLEL_MIN_WORK else num_threads):
+            for c in range(o):
+                dy[r, c] = dy[r, c] * activation_slope(act, y[r, c])
     if need_dx:
         gemm_parallel(False, False, <int>n, <int>i, <int>o, <floating>1, &dy[0, 0], <int>o,
                       &w[0, 0], <int>i, <floating>0, &dx[0, 0], <int>i, num_threads)
@@ -45,15 +52,17 @@ cdef void dense_backward_kernel(floating[:, ::1] dx, floating[:, ::1] dw, floati
 
 
 def dense_forward(floating[:, ::1] y, const floating[:, ::1] x, const floating[:, ::1] w,
-                  const floating[::1] b, int num_threads):
+                  const floating[::1] b, int act, int num_threads):
+    """act: 0 none, 1 relu, 2 sigmoid, 3 tanh (src_c/_elementwise.pxd)."""
     with nogil:
-        dense_forward_kernel(y, x, w, b, num_threads)
+        dense_forward_kernel(y, x, w, b, act, num_threads)
 
 
 def dense_backward(floating[:, ::1] dx, floating[:, ::1] dw, floating[::1] db,
-                   const floating[:, ::1] dy, const floating[:, ::1] x,
-                   const floating[:, ::1] w, int num_threads):
-    """dx may be None when the layer is first (its input gradient is never needed)."""
+                   floating[:, ::1] dy, const floating[:, ::1] x,
+                   const floating[:, ::1] w, const floating[:, ::1] y, int act, int num_threads):
+    """dx may be None when the layer is first (its input gradient is never needed).
+    With act != 0, y is the forward output and dy is overwritten with dy * act'(y)."""
     cdef bint need_dx = dx is not None
     with nogil:
-        dense_backward_kernel(dx, dw, db, dy, x, w, need_dx, num_threads)
+        dense_backward_kernel(dx, dw, db, dy, x, w, y, act, need_dx, num_threads)

@@ -9,6 +9,8 @@ cdef double softmax_cross_entropy_kernel(floating[:, ::1] dlogits, const floatin
                                          const int64_t[::1] labels, int num_threads) noexcept nogil
 cdef double mse_kernel(floating[:, ::1] dpred, const floating[:, ::1] pred,
                        const floating[:, ::1] target, int num_threads) noexcept nogil
+cdef double mse_labels_kernel(floating[:, ::1] dpred, const floating[:, ::1] pred,
+                              const int64_t[::1] labels, int num_threads) noexcept nogil
 cdef double bce_with_logits_kernel(floating[:, ::1] dlogits, const floating[:, ::1] logits,
                                    const floating[:, ::1] target, int num_threads) noexcept nogil
 cdef Py_ssize_t count_correct_kernel(const floating[:, ::1] logits,

@@ -76,6 +76,20 @@ cdef double mse_kernel(floating[:, ::1] dpred, const floating[:, ::1] pred,
     return 0.5 * total / N
 
 
+cdef double mse_labels_kernel(floating[:, ::1] dpred, const floating[:, ::1] pred,
+                              const int64_t[::1] labels, int num_threads) noexcept nogil:
+    # mse_kernel with target = one-hot(labels) (N, K), never materialised (Nielsen's network)
+    cdef Py_ssize_t N = pred.shape[0], K = pred.shape[1], r, j
+    cdef floating inv_n = <floating>(1.0 / N), diff
+    cdef double total = 0
+    for r in prange(N, schedule='static', num_threads=_threads(N * K, num_threads)):
+        for j in range(K):
+            diff = pred[r, j] - (j == labels[r])
+            dpred[r, j] = diff * inv_n
+            total += <double>diff * diff
+    return 0.5 * total / N
+
+
 cdef double bce_with_logits_kernel(floating[:, ::1] dlogits, const floating[:, ::1] logits,
                                    const floating[:, ::1] target, int num_threads) noexcept nogil:
     # logits z (N, F), target t (N, F) -> dlogits (N, F) = (sigmoid(z) - t) / (N F);
@@ -137,6 +151,15 @@ def _mse(floating[:, ::1] dpred, const floating[:, ::1] pred, const floating[:, 
     cdef double loss
     with nogil:
         loss = mse_kernel(dpred, pred, target, num_threads)
+    return loss
+
+
+def mse_labels(floating[:, ::1] dpred, const floating[:, ::1] pred, const int64_t[::1] labels,
+               int num_threads):
+    """mse() against one-hot(labels); labels must be in [0, K) (checked by the caller)."""
+    cdef double loss
+    with nogil:
+        loss = mse_labels_kernel(dpred, pred, labels, num_threads)
     return loss
 
 

@@ -4,7 +4,7 @@ import pytest
 from fastnn import ops
 
 import reference as ref
-from conftest import TOL
+from support import TOL
 
 NAMES = ["relu", "sigmoid", "tanh"]
 SHAPES = [(1,), (7,), (3, 5), (2, 3, 5, 7), (1, 1, 1, 1), (64, 300)]

@@ -4,7 +4,7 @@ import pytest
 from fastnn import _conv, ops
 
 import reference as ref
-from conftest import TOL
+from support import TOL
 
 # (x shape, w shape, stride, padding): odd and non-square sizes, strides, paddings, 1 channel.
 CASES = [

@@ -5,7 +5,7 @@ import fastnn
 from fastnn import ops
 
 import reference as ref
-from conftest import TOL
+from support import TOL
 
 SHAPES = [(1, 1, 1), (1, 784, 30), (10, 784, 30), (64, 800, 500), (7, 13, 5), (100, 50, 10)]
 

@@ -4,7 +4,7 @@ import pytest
 from fastnn import _loss, ops
 
 import reference as ref
-from conftest import TOL
+from support import TOL
 
 SHAPES = [(1, 2), (1, 1), (7, 10), (64, 10), (3, 129), (200, 3)]
 

@@ -195,3 +195,27 @@ def test_summary_lists_layers_and_parameter_counts():
     text = small_cnn().summary(print_fn=lambda s: None)
     assert "Conv2D" in text and "parameters" in text
     assert f"{small_cnn().num_params:,}" in text
+
+
+@pytest.mark.parametrize("activation,layer", [("relu", ReLU), ("sigmoid", Sigmoid), ("tanh", Tanh)])
+def test_fused_dense_activation_equals_separate_layer_and_passes_gradcheck(activation, layer, rng):
+    fused = Sequential([Dense(5, activation, init="glorot"), Dense(3)], loss=SoftmaxCrossEntropy(),
+                       optimizer=SGD(0.5), input_shape=(4,), seed=3)
+    split = Sequential([Dense(5, init="glorot"), layer(), Dense(3)], loss=SoftmaxCrossEntropy(),
+                       optimizer=SGD(0.5), input_shape=(4,), seed=3)
+    x, y = rng.standard_normal((16, 4)).astype(np.float32), rng.integers(0, 3, 16)
+    np.testing.assert_array_equal(fused.params, split.params)
+    for model in (fused, split):
+        model.fit(x, y, epochs=3, batch_size=4, verbose=0, seed=1)
+    np.testing.assert_allclose(fused.params, split.params, rtol=1e-5, atol=1e-6)
+    assert fastnn.gradcheck(fused, x[:4].astype(np.float64), y[:4])["max_rel_error"] < 1e-5
+
+
+def test_mse_with_int_labels_equals_mse_with_one_hot_targets(rng):
+    out = rng.random((6, 4)).astype(np.float32)
+    labels = rng.integers(0, 4, 6)
+    by_label, by_onehot = MSE(), MSE()
+    loss_a = by_label(out, labels)
+    loss_b = by_onehot(out, np.eye(4, dtype=np.float32)[labels])
+    assert loss_a == pytest.approx(loss_b, rel=1e-6)
+    np.testing.assert_allclose(by_label.grad, by_onehot.grad, rtol=1e-6)

@@ -4,7 +4,7 @@ import pytest
 from fastnn import _optim, ops
 
 import reference as ref
-from conftest import TOL
+from support import TOL
 
 
 @pytest.mark.parametrize("momentum,weight_decay", [(0.0, 0.0), (0.0, 0.01), (0.9, 0.0), (0.5, 1e-3)])

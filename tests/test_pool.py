@@ -4,7 +4,7 @@ import pytest
 from fastnn import _pool, ops
 
 import reference as ref
-from conftest import TOL
+from support import TOL
 
 # (x.shape, kernel, stride): odd sizes, overlapping and non-square windows, batch 1, 1 channel.
 CASES = [

@@ -16,7 +16,7 @@ def dense_forward(x, w, b, out=None):
     o = w.shape[0]
     check.shape_is(op, "b", b, (o,))
     y = check.output(op, "out", out, (n, o), dtype)
-    _dense.dense_forward(y, x, w, b, get_num_threads())
+    _dense.dense_forward(y, x, w, b, 0, get_num_threads())
     return y
 
 
@@ -34,5 +34,5 @@ def dense_backward(dy, x, w):
     dx = check.output(op, "dx", None, (n, i), dtype)
     dw = check.output(op, "dw", None, (o, i), dtype)
     db = check.output(op, "db", None, (o,), dtype)
-    _dense.dense_backward(dx, dw, db, dy, x, w, get_num_threads())
+    _dense.dense_backward(dx, dw, db, dy, x, w, None, 0, get_num_threads())
     return dx, dw, db
