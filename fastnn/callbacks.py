@@ -129,7 +129,7 @@ class EarlyStopping(Callback):
     def on_step_end(self, step, loss):
         if self.loss_threshold is not None and loss < self.loss_threshold:
             self.model.stop_training = True
-            self.history.stopped_reason = f"loss {loss:.4g} < {self.loss_threshold} at step {step}"
+            self.history.stopped_reason = f"loss {loss:.6g} < {self.loss_threshold} at step {step}"
 
     def on_epoch_end(self, epoch, logs):
         if self.patience is None:

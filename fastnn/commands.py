@@ -41,6 +41,22 @@ def load_mnist(data_dir, layout, need_train=True):
     return train, (_scaled(data.test.x, layout), data.test.y.astype(np.int64)), note
 
 
+def _open_stream(args, preset, batch_size):
+    """(training stream, test batches, note): both read with fixed buffers, so memory stays flat.
+    The test set comes from --data, else $FASTNN_DATA, else the bundled subset."""
+    from . import datasets
+    from .data import IdxBatches, IdxError, ShuffledFileError, ShuffledStream, mnist_files
+    layout = "flat" if preset.layout == "flat" else "nchw"
+    folder = args.data or os.environ.get("FASTNN_DATA") or datasets.SUBSET_DIR
+    try:
+        files = mnist_files(folder)
+        stream = ShuffledStream(args.stream, batch_size, layout=layout)
+        test = IdxBatches(files["test_images"], files["test_labels"], batch_size=500, layout=layout)
+    except (IdxError, ShuffledFileError, OSError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    return stream, test, f"training stream {args.stream}; test set from {folder}"
+
+
 def _load_points(preset, seed):
     """The 2-D toy data, scaled to about [-1, 1]^2, and the function that scales raw points."""
     from . import datasets
@@ -75,10 +91,7 @@ def train(args):
     stream, scale = None, None
     if preset.data == "mnist":
         if args.stream:
-            from .data import ShuffledStream
-            stream = ShuffledStream(args.stream, batch_size, layout="flat" if preset.layout == "flat" else "nchw")
-            train_data, test, note = None, load_mnist(args.data, preset.layout, need_train=False)[1], \
-                f"stream {args.stream}"
+            stream, test, note = _open_stream(args, preset, batch_size)
         else:
             train_data, test, note = load_mnist(args.data, preset.layout)
         say(note)

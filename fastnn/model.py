@@ -219,18 +219,28 @@ class Sequential:
         """The last layer's outputs, copied."""
         return self._outputs(x, batch_size, np.array)
 
-    def evaluate(self, x, y, batch_size=EVAL_BATCH):
-        """{'loss': mean loss, 'accuracy': fraction correct or None, 'correct', 'total'}."""
+    def evaluate(self, x, y=None, batch_size=EVAL_BATCH):
+        """{'loss': mean loss, 'accuracy': fraction correct or None, 'correct', 'total'}.
+        `x` is an array (with `y`), or an iterable of (x, y) batches such as
+        fastnn.data.IdxBatches, which keeps memory flat for large test sets."""
+        if y is None and not isinstance(x, np.ndarray):
+            return self.evaluate_batches(x)
         self._check_data("evaluate", x, y)
         batch_size = check.positive_int("evaluate", "batch_size", batch_size)
+        return self.evaluate_batches(self._batches(x, y, batch_size))
+
+    def evaluate_batches(self, batches):
+        """evaluate() over an iterable of (x, y) batches."""
         total_loss, correct, total = 0.0, 0, 0
         with self._lock:
-            for xb, yb in self._batches(x, y, batch_size):
+            for xb, yb in batches:
                 out = self.forward(xb, training=False)
                 total_loss += self.loss(out, yb) * len(xb)
                 c = self.loss.count_correct(out, yb)
                 correct = None if c is None or correct is None else correct + c
                 total += len(xb)
+        if total == 0:
+            raise ValueError("evaluate: no samples")
         return {"loss": total_loss / total, "accuracy": None if correct is None else correct / total,
                 "correct": correct, "total": total}
 

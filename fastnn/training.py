@@ -24,9 +24,9 @@ def run_fit(model, x, y, epochs, batch_size, validation_data, callbacks, shuffle
     for c in callbacks:
         if not isinstance(c, Callback):
             raise TypeError(f"fit: callbacks must be fastnn callbacks, got {type(c).__name__}")
-    if validation_data is not None:
-        if not (isinstance(validation_data, tuple) and len(validation_data) == 2):
-            raise TypeError("fit: validation_data must be an (x, y) tuple")
+    if isinstance(validation_data, tuple):
+        if len(validation_data) != 2:
+            raise TypeError("fit: validation_data must be an (x, y) tuple or an iterable of batches")
         model._check_data("fit validation_data", *validation_data)
 
     if _is_stream(x):
@@ -86,7 +86,8 @@ def _epoch_logs(model, history, train_loss, train_accuracy, samples_per_second, 
             "samples_per_second": samples_per_second, "seconds": seconds,
             "val_loss": None, "val_accuracy": None, "val_correct": None, "val_total": None}
     if validation_data is not None:
-        result = model.evaluate(*validation_data)
+        result = model.evaluate(*validation_data) if isinstance(validation_data, tuple) \
+            else model.evaluate_batches(validation_data)
         logs.update(val_loss=result["loss"], val_accuracy=result["accuracy"],
                     val_correct=result["correct"], val_total=result["total"])
         history.epoch_val_loss.append(result["loss"])
@@ -106,5 +107,6 @@ def _array_epochs(model, x, y, epochs, batch_size, shuffle, seed):
 
 
 def _stream_epochs(model, stream, epochs):
-    for epoch_index in range(min(epochs, stream.epochs)):
+    """Epochs follow the file, from the stream's position: at most `epochs` of them."""
+    for epoch_index in list(stream.remaining_epochs())[:epochs]:
         yield stream.iter_epoch(epoch_index)

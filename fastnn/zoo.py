@@ -28,15 +28,15 @@ class Preset:
     make_loss: object = field(repr=False)
     momentum: float = 0.0
     loss_threshold: float = None  # stop as soon as a step's loss is below this
+    search_step: float = 0.1      # RandomSearch perturbation size
 
     def build(self, hidden=None, lr=None, seed=None, optimizer="sgd", dtype=np.float32):
         """A compiled model; `optimizer` is 'sgd' or 'random-search' (derivative-free)."""
         hidden = self.hidden if hidden is None else hidden
-        lr = self.lr if lr is None else lr
         if optimizer == "sgd":
-            opt = SGD(lr=lr, momentum=self.momentum)
-        elif optimizer == "random-search":
-            opt = RandomSearch(step=lr, seed=seed)
+            opt = SGD(lr=self.lr if lr is None else lr, momentum=self.momentum)
+        elif optimizer == "random-search":  # `lr` is the perturbation size
+            opt = RandomSearch(step=self.search_step if lr is None else lr, seed=seed)
         else:
             raise ValueError(f"preset {self.name}: optimizer must be 'sgd' or 'random-search', got {optimizer!r}")
         return Sequential(self.make_layers(hidden), loss=self.make_loss(), optimizer=opt,

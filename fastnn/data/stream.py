@@ -1,0 +1,269 @@
+"""Streaming readers with fixed buffers: memory stays flat whatever the data size.
+
+`ShuffledStream(path, batch_size, start=0, shard=(0, 1), layout="flat")` reads a file written by
+`write_shuffled`:
+
+    with ShuffledStream("train.shuf", 100) as stream:
+        for epoch in stream.remaining_epochs():
+            for x, y in stream.iter_epoch(epoch):
+                ...                       # x float32 in [0, 1], y int64
+            saved = stream.position_index # resume later with start=saved
+
+x and y are the SAME arrays every batch (a last short batch is a view of them): use a batch
+before asking for the next, or copy it. A background thread reads whole checksum blocks with
+os.preadv (the GIL is released while it reads) into two alternating buffers, so the model
+computes while the next block loads; it verifies each block's crc32 (and the whole epoch's when
+it reads all of it) and drops the pages behind it from the page cache (POSIX_FADV_DONTNEED).
+
+`IdxBatches(images_path, labels_path, batch_size, layout)` streams an IDX pair (e.g. the test
+set) in fixed buffers the same way, for evaluation.
+"""
+import os
+import queue
+import threading
+import zlib
+
+import numpy as np
+
+from .idx import IdxReader, read_labeled  # noqa: F401  (read_labeled re-exported for callers)
+from .shuffled_format import ShuffledFileError, read_header
+
+LAYOUTS = ("flat", "nchw")
+_SCALE = np.float32(1 / 255)
+
+
+def _check_layout(layout):
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    return layout
+
+
+def _batch_buffers(batch_size, rows, cols, layout):
+    shape = (batch_size, rows * cols) if layout == "flat" else (batch_size, 1, rows, cols)
+    return np.empty(shape, np.float32), np.empty(batch_size, np.int64)
+
+
+class ShuffledStream:
+    """Batches from a pre-shuffled multi-epoch file (see module docstring)."""
+
+    _fd = None
+
+    def __init__(self, path, batch_size, start=0, shard=(0, 1), layout="flat", drop_last=False):
+        self.path = os.fspath(path)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"ShuffledStream: batch_size must be an int >= 1, got {batch_size!r}")
+        rank, world = shard
+        if not (isinstance(rank, int) and isinstance(world, int) and 0 <= rank < world):
+            raise ValueError(f"ShuffledStream: shard must be (rank, world) with 0 <= rank < world, got {shard!r}")
+        self.layout_name = _check_layout(layout)
+        self.batch_size, self.drop_last, self.shard = batch_size, drop_last, (rank, world)
+        self._fd = os.open(self.path, os.O_RDONLY)
+        try:
+            with open(self._fd, "rb", closefd=False) as f:
+                self.layout, self.checksums = read_header(f, self.path, os.fstat(self._fd).st_size)
+        except BaseException:
+            self.close()
+            raise
+        n = self.layout.records_per_epoch
+        self.lo, self.hi = n * rank // world, n * (rank + 1) // world
+        if self.hi <= self.lo:
+            self.close()
+            raise ValueError(f"ShuffledStream: shard {shard} of {n} records is empty")
+        total = self.layout.epochs * n
+        if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= total:
+            self.close()
+            raise ValueError(f"ShuffledStream: start must be a record index in [0, {total}], got {start!r}")
+        self.epochs, self.records_per_epoch = self.layout.epochs, n
+        self.position_index = start
+        self.x, self.y = _batch_buffers(batch_size, self.layout.rows, self.layout.cols, layout)
+        self._raw = np.empty((batch_size, self.layout.record_bytes), np.uint8)
+        self._thread = None
+
+    # -- facts ----------------------------------------------------------------------------------
+    @property
+    def shard_records(self):
+        return self.hi - self.lo
+
+    @property
+    def batches_per_epoch(self):
+        full, rest = divmod(self.shard_records, self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    @property
+    def position(self):
+        """(epoch, record within the epoch) of the next record this stream will yield."""
+        return divmod(self.position_index, self.records_per_epoch)
+
+    def remaining_epochs(self):
+        """Epoch indices from the current position to the end of the file."""
+        first, record = self.position
+        if first < self.epochs and record >= self.hi:
+            first += 1
+        return range(first, self.epochs)
+
+    # -- reading --------------------------------------------------------------------------------
+    def iter_epoch(self, epoch):
+        """Batches (x, y) of this shard of `epoch`, from the resume point when it is in it."""
+        if not 0 <= epoch < self.epochs:
+            raise ValueError(f"iter_epoch: epoch must be in [0, {self.epochs}), got {epoch}")
+        cur_epoch, cur_record = self.position
+        begin = self.lo
+        if epoch == cur_epoch:
+            begin = min(max(cur_record, self.lo), self.hi)
+        elif epoch < cur_epoch:
+            raise ValueError(f"iter_epoch: epoch {epoch} is before the stream position {self.position}")
+        return self._batches(epoch, begin, self.hi)
+
+    def __iter__(self):
+        for epoch in self.remaining_epochs():
+            yield from self.iter_epoch(epoch)
+
+    def _batches(self, epoch, begin, end):
+        lay = self.layout
+        raw, fill = self._raw, 0
+        blocks = _BlockReader(self._fd, self.path, lay, self.checksums[epoch], epoch, begin, end)
+        try:
+            for first, block in blocks:
+                at = max(begin - first, 0)
+                stop = min(end - first, len(block))
+                while at < stop:
+                    take = min(self.batch_size - fill, stop - at)
+                    raw[fill:fill + take] = block[at:at + take]
+                    fill, at = fill + take, at + take
+                    if fill == self.batch_size:
+                        self.position_index = epoch * self.records_per_epoch + first + at
+                        yield self._convert(fill)
+                        fill = 0
+            if fill and not self.drop_last:
+                self.position_index = epoch * self.records_per_epoch + end
+                yield self._convert(fill)
+            self.position_index = (epoch + 1) * self.records_per_epoch + self.lo \
+                if epoch + 1 < self.epochs else self.epochs * self.records_per_epoch
+        finally:
+            blocks.close()
+
+    def _convert(self, count):
+        pixels = self.layout.pixels
+        x, y = self.x[:count], self.y[:count]
+        np.multiply(self._raw[:count, :pixels], _SCALE, out=x.reshape(count, pixels))
+        np.copyto(y, self._raw[:count, pixels])
+        return x, y
+
+    def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
+class _BlockReader:
+    """Background reads of whole checksum blocks covering records [begin, end) of one epoch,
+    into two alternating buffers; iterating yields (first record, block view)."""
+
+    def __init__(self, fd, path, layout, checksums, epoch, begin, end):
+        self.fd, self.path, self.layout, self.checksums, self.epoch = fd, path, layout, checksums, epoch
+        br = layout.block_records
+        self.first_block, self.last_block = begin // br, (end - 1) // br
+        self.whole_epoch = begin == 0 and end == layout.records_per_epoch
+        self.free, self.ready = queue.Queue(), queue.Queue()
+        for _ in range(2):
+            self.free.put(np.empty((br, layout.record_bytes), np.uint8))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="fastnn-stream", daemon=True)
+        self.thread.start()
+        self._held = None
+
+    def _run(self):
+        lay, br = self.layout, self.layout.block_records
+        epoch_crc = 0
+        try:
+            for block in range(self.first_block, self.last_block + 1):
+                buf = self.free.get()
+                if self.stop.is_set():
+                    return
+                first = block * br
+                count = min(br, lay.records_per_epoch - first)
+                view = memoryview(buf[:count]).cast("B")
+                offset = lay.record_offset(self.epoch, first)
+                got = os.preadv(self.fd, [view], offset)
+                if got != len(view):
+                    raise ShuffledFileError(f"{self.path}: short read at byte {offset + got}")
+                if zlib.crc32(view) != self.checksums[block]:
+                    raise ShuffledFileError(f"{self.path}: checksum mismatch in epoch {self.epoch}, "
+                                            f"records {first}-{first + count - 1} (bytes {offset}-"
+                                            f"{offset + len(view) - 1})")
+                if self.whole_epoch:
+                    epoch_crc = zlib.crc32(view, epoch_crc)
+                if hasattr(os, "posix_fadvise"):  # we copied it: keep the page cache flat
+                    os.posix_fadvise(self.fd, offset, len(view), os.POSIX_FADV_DONTNEED)
+                self.ready.put((first, buf[:count]))
+            if self.whole_epoch and epoch_crc != self.checksums[-1]:
+                raise ShuffledFileError(f"{self.path}: checksum mismatch for epoch {self.epoch}")
+            self.ready.put(None)
+        except BaseException as exc:  # handed to the consumer, raised there
+            self.ready.put(exc)
+
+    def __iter__(self):
+        while True:
+            item = self.ready.get()
+            if self._held is not None:
+                self.free.put(self._held)
+                self._held = None
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            self._held = item[1].base if item[1].base is not None else item[1]
+            yield item
+
+    def close(self):
+        """Stop the reader thread (also when the consumer stopped early) and wait for it."""
+        self.stop.set()
+        for _ in range(2):
+            self.free.put(np.empty((0, 0), np.uint8))  # wake a reader blocked on free.get()
+        self.thread.join()
+
+
+class IdxBatches:
+    """(x float32 in [0, 1], y int64) batches of an IDX image/label pair in fixed buffers.
+    Iterate as often as you like; labels are checked against `num_classes` as they stream."""
+
+    def __init__(self, images_path, labels_path, batch_size=1000, layout="flat", num_classes=10):
+        self.images_path, self.labels_path = os.fspath(images_path), os.fspath(labels_path)
+        self.batch_size, self.layout_name = batch_size, _check_layout(layout)
+        self.num_classes = num_classes
+        with IdxReader(self.images_path) as images, IdxReader(self.labels_path) as labels:
+            if len(images.shape) != 3 or images.file_dtype != np.uint8:
+                raise ValueError(f"{self.images_path}: expected uint8 images (N, rows, cols), got {images.shape}")
+            if len(labels) != len(images):
+                raise ValueError(f"{self.labels_path}: {len(labels)} labels for {len(images)} images")
+            self.count, self.rows, self.cols = images.shape
+        self.x, self.y = _batch_buffers(batch_size, self.rows, self.cols, layout)
+        self._pixels = np.empty((batch_size, self.rows, self.cols), np.uint8)
+        self._labels = np.empty(batch_size, np.uint8)
+
+    def __len__(self):
+        return self.count
+
+    def __iter__(self):
+        with IdxReader(self.images_path) as images, IdxReader(self.labels_path) as labels:
+            for start in range(0, self.count, self.batch_size):
+                n = min(self.batch_size, self.count - start)
+                images.read(start, n, out=self._pixels[:n])
+                labels.read(start, n, out=self._labels[:n])
+                if self._labels[:n].max() >= self.num_classes:
+                    bad = start + int(np.argmax(self._labels[:n] >= self.num_classes))
+                    raise ValueError(f"{self.labels_path}: label at record {bad} (byte {8 + bad}) "
+                                     f"is outside [0, {self.num_classes})")
+                x, y = self.x[:n], self.y[:n]
+                np.multiply(self._pixels[:n].reshape(n, -1), _SCALE, out=x.reshape(n, -1))
+                np.copyto(y, self._labels[:n])
+                yield x, y
