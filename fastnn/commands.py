@@ -27,10 +27,11 @@ def load_mnist(data_dir, layout, need_train=True):
     from . import datasets
     from .data.idx import IdxError
     try:
-        if data_dir is not None:
-            if not os.path.isdir(data_dir):
-                raise UsageError(f"--data {data_dir}: no such folder")
-            data = datasets.mnist(path=data_dir, download=False)
+        if data_dir is not None:  # exactly this folder, any MNIST-format data set
+            from .data import mnist_files, read_labeled
+            files = mnist_files(data_dir)
+            data = datasets.Mnist(datasets.Split(*read_labeled(files["train_images"], files["train_labels"])),
+                                  datasets.Split(*read_labeled(files["test_images"], files["test_labels"])))
             note = f"MNIST-format data from {data_dir}"
         else:
             data, full = datasets.mnist_or_subset()
@@ -49,7 +50,7 @@ def _open_stream(args, preset, batch_size):
     layout = "flat" if preset.layout == "flat" else "nchw"
     folder = args.data or os.environ.get("FASTNN_DATA") or datasets.SUBSET_DIR
     try:
-        files = mnist_files(folder)
+        files = mnist_files(folder, datasets.SUBSET_PREFIX if folder == datasets.SUBSET_DIR else "")
         stream = ShuffledStream(args.stream, batch_size, layout=layout)
         test = IdxBatches(files["test_images"], files["test_labels"], batch_size=500, layout=layout)
     except (IdxError, ShuffledFileError, OSError, ValueError) as exc:

@@ -204,15 +204,15 @@ def find_idx(folder, name):
     raise FileNotFoundError(f"{folder}: neither {name} nor {name}.gz")
 
 
-def mnist_files(folder):
+def mnist_files(folder, prefix=""):
     """{'train_images', 'train_labels', 'test_images', 'test_labels'} -> paths in `folder`
-    (canonical MNIST names, raw or .gz); FileNotFoundError listing every missing one."""
+    (canonical MNIST names after `prefix`, raw or .gz); FileNotFoundError listing every missing one."""
     found, missing = {}, []
     for key, name in MNIST_NAMES.items():
         try:
-            found[key] = find_idx(folder, name)
+            found[key] = find_idx(folder, prefix + name)
         except FileNotFoundError:
-            missing.append(name + "[.gz]")
+            missing.append(prefix + name + "[.gz]")
     if missing:
         raise FileNotFoundError(f"{folder}: missing MNIST files: {', '.join(missing)}")
     return found
