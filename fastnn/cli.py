@@ -3,14 +3,9 @@
 Bad arguments and bad data end in one line on stderr and exit code 2, never a traceback.
 """
 import argparse
-import resource
 import sys
 
-EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """A bad argument or bad input: printed as one line, exit code 2."""
+from .commands import EXIT_USAGE, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,10 +79,6 @@ def build_parser():
 
     sub.add_parser("info", help="build flags, OpenMP, BLAS, threads")
     return parser
-
-
-def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def main(argv=None):

@@ -1,11 +1,20 @@
 """What each CLI command does, once cli.py has parsed and checked the arguments."""
 import json
 import os
+import resource
 import time
 
 import numpy as np
 
-from .cli import UsageError, peak_rss_mb
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A bad argument or bad input: printed as one line, exit code 2."""
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def run(args):
