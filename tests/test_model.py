@@ -219,3 +219,21 @@ def test_mse_with_int_labels_equals_mse_with_one_hot_targets(rng):
     loss_b = by_onehot(out, np.eye(4, dtype=np.float32)[labels])
     assert loss_a == pytest.approx(loss_b, rel=1e-6)
     np.testing.assert_allclose(by_label.grad, by_onehot.grad, rtol=1e-6)
+
+
+def test_history_files_and_quiet_progress_when_not_a_tty(tmp_path, rng, capsys):
+    x = rng.standard_normal((40, 2)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    model = Sequential([Dense(4, "tanh"), Dense(2)], loss=SoftmaxCrossEntropy(), optimizer=SGD(0.5),
+                       input_shape=(2,), seed=0)
+    callbacks = [fastnn.HistoryWriter(tmp_path / "h.csv"), fastnn.HistoryWriter(tmp_path / "h.json")]
+    history = model.fit(x, y, epochs=3, batch_size=10, validation_data=(x, y), callbacks=callbacks, verbose=1)
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""  # pytest's capture is not a TTY: no bar
+    rows = (tmp_path / "h.csv").read_text().strip().splitlines()
+    assert rows[0].startswith("epoch,") and len(rows) == 4
+    import json
+    saved = json.loads((tmp_path / "h.json").read_text())
+    assert saved["epoch_val_accuracy"] == history.epoch_val_accuracy and len(saved["step_loss"]) == 12
+    with pytest.raises(ValueError, match="csv"):
+        fastnn.HistoryWriter(tmp_path / "h.txt")

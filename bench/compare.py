@@ -1,0 +1,174 @@
+"""fastnn vs PyTorch (CPU) vs plain numpy, side by side in one process run.
+
+    python bench/compare.py [--threads 1 2] [--repeats 5] [--json OUT]
+
+Same architecture, float32, batch, initial weights (copied from fastnn's) and data order; the
+contenders alternate inside each repeat so machine noise hits all of them; medians of the
+repeats. PyTorch columns are skipped with a note when torch is not importable (it is never a
+fastnn dependency: install it only in a benchmark venv with `pip install torch==2.13.0`).
+Peak RSS per contender is measured in a fresh subprocess each (`--rss-child`).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import baselines  # noqa: E402
+
+import fastnn  # noqa: E402
+from fastnn import zoo  # noqa: E402
+
+WORKLOADS = {"nielsen": 10, "mlp": 100, "lenet": 64, "spiral": 30}   # name -> batch size
+TARGETS = {("nielsen", "torch"): 10, ("nielsen", "numpy"): 3, ("mlp", "torch"): 3, ("mlp", "numpy"): 1.5,
+           ("lenet", "torch"): 2, ("spiral", "torch"): 20}
+INFER_TARGETS = {1: 3, 1000: 2}
+
+
+def have_torch():
+    try:
+        import torch  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def batches(name, batch, count, seed=0):
+    preset = zoo.get(name)
+    rng = np.random.default_rng(seed)
+    shape = preset.input_shape
+    classes = 3 if name == "spiral" else 10
+    return [(rng.random((batch,) + shape, dtype=np.float32), rng.integers(0, classes, batch))
+            for _ in range(count)]
+
+
+def contenders(name, threads):
+    model = zoo.get(name).build(seed=0)
+    out = {"fastnn": (model.train_step, lambda x: model.predict_raw(x, batch_size=len(x)))}
+    if have_torch():
+        import torch
+        torch.set_num_threads(threads)
+        out["torch"] = baselines.make_torch(zoo.get(name).build(seed=0))
+    if name != "lenet":
+        out["numpy"] = baselines.make_numpy(zoo.get(name).build(seed=0))
+    return out
+
+
+def time_steps(step, data):
+    start = time.perf_counter()
+    for x, y in data:
+        step(x, y)
+    return time.perf_counter() - start
+
+
+def measure(name, threads, repeats, steps):
+    fastnn.set_num_threads(threads)
+    batch = WORKLOADS[name]
+    data = batches(name, batch, steps)
+    runs = contenders(name, threads)
+    seconds = {k: [] for k in runs}
+    with threadpool_limits(threads):  # numpy's and torch's BLAS get the same thread count
+        for step, _ in runs.values():
+            time_steps(step, data[:3])  # warm-up: buffers, caches
+        for _ in range(repeats):
+            for who, (step, _) in runs.items():
+                seconds[who].append(time_steps(step, data))
+        infer = {}
+        if name == "lenet":
+            for b in (1, 64, 1000):
+                x = batches(name, b, 1)[0][0]
+                reps = max(3, 2000 // b)
+                infer[b] = {}
+                for _ in range(repeats):
+                    for who, (_, predict) in runs.items():
+                        start = time.perf_counter()
+                        for _ in range(reps // repeats + 1):
+                            predict(x)
+                        infer[b].setdefault(who, []).append((reps // repeats + 1) * b / (time.perf_counter() - start))
+    per_step = {who: statistics.median(s) / steps for who, s in seconds.items()}
+    return {"workload": name, "threads": threads, "batch": batch,
+            "step_us": {w: round(t * 1e6, 1) for w, t in per_step.items()},
+            "samples_per_s": {w: round(batch / t, 1) for w, t in per_step.items()},
+            "infer_images_per_s": {b: {w: round(statistics.median(v), 1) for w, v in d.items()}
+                                   for b, d in infer.items()}}
+
+
+def rss_child(name, who, threads, steps):
+    """Peak RSS (MB) of a fresh process that builds `who`'s model and trains `steps` steps."""
+    code = (f"import sys; sys.argv=['x']; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r});"
+            f"import compare, fastnn; fastnn.set_num_threads({threads});"
+            f"r = compare.contenders({name!r}, {threads})[{who!r}]; "
+            f"compare.time_steps(r[0], compare.batches({name!r}, {WORKLOADS[name]}, {steps}));"
+            "print(int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) / 1024)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return float(out.stdout.strip()) if out.returncode == 0 else None
+
+
+def table(results):
+    lines = []
+    for r in results:
+        fast = r["samples_per_s"]["fastnn"]
+        for peer in ("torch", "numpy"):
+            if peer not in r["samples_per_s"]:
+                continue
+            ratio = fast / r["samples_per_s"][peer]
+            target = TARGETS.get((r["workload"], peer))
+            verdict = "" if target is None else ("PASS" if ratio >= target else "MISS") + f" (>= {target}x)"
+            lines.append(f"{r['workload']:8} t={r['threads']} train  vs {peer:5}: fastnn {fast:>11,.0f}/s "
+                         f"({r['step_us']['fastnn']:>8.1f} us/step), {peer} {r['samples_per_s'][peer]:>11,.0f}/s "
+                         f"({r['step_us'][peer]:>8.1f} us) -> {ratio:5.2f}x {verdict}")
+        for b, d in r["infer_images_per_s"].items():
+            if "torch" in d:
+                ratio = d["fastnn"] / d["torch"]
+                target = INFER_TARGETS.get(b)
+                verdict = "" if target is None else ("PASS" if ratio >= target else "MISS") + f" (>= {target}x)"
+                lines.append(f"{r['workload']:8} t={r['threads']} infer b={b:<4} vs torch: fastnn "
+                             f"{d['fastnn']:>9,.0f} img/s, torch {d['torch']:>9,.0f} img/s -> {ratio:5.2f}x {verdict}")
+        if "rss_mb" in r:
+            lines.append(f"{r['workload']:8} t={r['threads']} peak RSS (fresh process): " +
+                         ", ".join(f"{w} {v:.0f} MB" for w, v in r["rss_mb"].items() if v))
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=None, help="steps per timing (default per workload)")
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS))
+    parser.add_argument("--no-rss", action="store_true")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    import numpy
+    versions = {"fastnn": fastnn.info()["version"], "numpy": numpy.__version__, "python": sys.version.split()[0]}
+    if have_torch():
+        import torch
+        versions["torch"] = torch.__version__
+    else:
+        print("note: torch is not importable here; PyTorch columns skipped (pip install torch==2.13.0 "
+              "in a benchmark venv)")
+    print("versions:", versions)
+    results = []
+    for threads in args.threads:
+        for name in args.workloads:
+            steps = args.steps or {"lenet": 20, "nielsen": 400, "mlp": 200, "spiral": 400}[name]
+            r = measure(name, threads, args.repeats, steps)
+            if not args.no_rss:
+                r["rss_mb"] = {who: rss_child(name, who, threads, steps)
+                               for who in ["fastnn", "torch", "numpy"] if who != "torch" or have_torch()
+                               if not (who == "numpy" and name == "lenet")}
+            results.append(r)
+            print(table([r]), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"versions": versions, "results": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
