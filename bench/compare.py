@@ -9,6 +9,7 @@ fastnn dependency: install it only in a benchmark venv with `pip install torch==
 Peak RSS per contender is measured in a fresh subprocess each (`--rss-child`).
 """
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -17,7 +18,7 @@ import sys
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import baselines  # noqa: E402
@@ -32,11 +33,18 @@ INFER_TARGETS = {1: 3, 1000: 2}
 
 
 def have_torch():
-    try:
-        import torch  # noqa: F401
-        return True
-    except ImportError:
-        return False
+    """Without importing it: a process that never uses torch must not pay for it (RSS)."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def limit_numpy_blas(threads):
+    """Limit numpy's BLAS only. threadpool_limits(n) would also set fastnn's own OpenBLAS, which
+    fastnn keeps at one thread on purpose (it splits GEMMs over its OpenMP threads)."""
+    ours = fastnn.info()["blas_library"]
+    controller = ThreadpoolController()
+    others = [c.filepath for c in controller.lib_controllers if c.filepath != ours
+              and c.internal_api in ("openblas", "mkl", "blis")]
+    return controller.select(filepath=others).limit(limits=threads)
 
 
 def batches(name, batch, count, seed=0):
@@ -48,14 +56,17 @@ def batches(name, batch, count, seed=0):
             for _ in range(count)]
 
 
-def contenders(name, threads):
-    model = zoo.get(name).build(seed=0)
-    out = {"fastnn": (model.train_step, lambda x: model.predict_raw(x, batch_size=len(x)))}
-    if have_torch():
+def contenders(name, threads, only=None):
+    """{who: (step, predict)}; `only` builds just that one (so its process imports nothing else)."""
+    out = {}
+    if only in (None, "fastnn"):
+        model = zoo.get(name).build(seed=0)
+        out["fastnn"] = (model.train_step, lambda x: model.predict_raw(x, batch_size=len(x)))
+    if only in (None, "torch") and have_torch():
         import torch
         torch.set_num_threads(threads)
         out["torch"] = baselines.make_torch(zoo.get(name).build(seed=0))
-    if name != "lenet":
+    if only in (None, "numpy") and name != "lenet":
         out["numpy"] = baselines.make_numpy(zoo.get(name).build(seed=0))
     return out
 
@@ -73,11 +84,12 @@ def measure(name, threads, repeats, steps):
     data = batches(name, batch, steps)
     runs = contenders(name, threads)
     seconds = {k: [] for k in runs}
-    with threadpool_limits(threads):  # numpy's and torch's BLAS get the same thread count
+    with limit_numpy_blas(threads):  # torch got torch.set_num_threads(threads)
         for step, _ in runs.values():
             time_steps(step, data[:3])  # warm-up: buffers, caches
         for _ in range(repeats):
             for who, (step, _) in runs.items():
+                time.sleep(0.05)  # let the previous contender's spinning threads go to sleep
                 seconds[who].append(time_steps(step, data))
         infer = {}
         if name == "lenet":
@@ -87,6 +99,7 @@ def measure(name, threads, repeats, steps):
                 infer[b] = {}
                 for _ in range(repeats):
                     for who, (_, predict) in runs.items():
+                        time.sleep(0.05)
                         start = time.perf_counter()
                         for _ in range(reps // repeats + 1):
                             predict(x)
@@ -103,7 +116,7 @@ def rss_child(name, who, threads, steps):
     """Peak RSS (MB) of a fresh process that builds `who`'s model and trains `steps` steps."""
     code = (f"import sys; sys.argv=['x']; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r});"
             f"import compare, fastnn; fastnn.set_num_threads({threads});"
-            f"r = compare.contenders({name!r}, {threads})[{who!r}]; "
+            f"r = compare.contenders({name!r}, {threads}, only={who!r})[{who!r}]; "
             f"compare.time_steps(r[0], compare.batches({name!r}, {WORKLOADS[name]}, {steps}));"
             "print(int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) / 1024)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -28,8 +28,9 @@ def _load_openblas():
 _blas_path, _blas = _load_openblas()
 _sgemm = ctypes.cast(_blas.scipy_cblas_sgemm, ctypes.c_void_p).value
 _dgemm = ctypes.cast(_blas.scipy_cblas_dgemm, ctypes.c_void_p).value
+_blas_threads = ctypes.cast(_blas.scipy_openblas_get_num_threads, ctypes.c_void_p).value
 for _module in _BLAS_USERS:
-    _module._bind_blas(_sgemm, _dgemm)
+    _module._bind_blas(_sgemm, _dgemm, _blas_threads)
 _blas.scipy_openblas_get_config.restype = ctypes.c_char_p
 _blas.scipy_openblas_set_num_threads.argtypes = [ctypes.c_int]
 

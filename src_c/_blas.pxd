@@ -10,11 +10,12 @@ cdef extern from "fastnn_blas.h" nogil:
                                     const float*, int, float, float*, int)
     ctypedef void (*fastnn_dgemm_t)(int, int, int, int, int, int, double, const double*, int,
                                     const double*, int, double, double*, int)
+    ctypedef int (*fastnn_blas_threads_t)()
     fastnn_sgemm_t fastnn_sgemm_ptr
     fastnn_dgemm_t fastnn_dgemm_ptr
+    fastnn_blas_threads_t fastnn_blas_threads_ptr
     int FASTNN_ROW_MAJOR, FASTNN_NO_TRANS, FASTNN_TRANS
-    void fastnn_bind_gemm(size_t sgemm_address, size_t dgemm_address)
-    int fastnn_gemm_bound()
+    void fastnn_bind_gemm(size_t sgemm_address, size_t dgemm_address, size_t threads_address)
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
@@ -45,7 +46,9 @@ cdef inline void gemm_parallel(bint trans_a, bint trans_b, int m, int n, int k,
     pool is the only one: two pools spinning on two cores starve each other (measured 4x slower
     LeNet steps)."""
     cdef int parts = num_threads, p, lo, hi, step
-    if <double>m * n * k < GEMM_PARALLEL_MIN_WORK or parts < 2:
+    # If someone gave OpenBLAS more threads (threadpoolctl.threadpool_limits does, for every
+    # BLAS in the process), let it thread this GEMM alone: splitting would nest two pools.
+    if <double>m * n * k < GEMM_PARALLEL_MIN_WORK or parts < 2 or fastnn_blas_threads_ptr() != 1:
         gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
     if n >= m:  # split C's columns: op(B)'s columns

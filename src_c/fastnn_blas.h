@@ -18,15 +18,17 @@ typedef void (*fastnn_dgemm_t)(int order, int trans_a, int trans_b, int m, int n
                                double alpha, const double *a, int lda, const double *b, int ldb,
                                double beta, double *c, int ldc);
 
+typedef int (*fastnn_blas_threads_t)(void);
+
 static fastnn_sgemm_t fastnn_sgemm_ptr = NULL;
 static fastnn_dgemm_t fastnn_dgemm_ptr = NULL;
+static fastnn_blas_threads_t fastnn_blas_threads_ptr = NULL;
 
-static void fastnn_bind_gemm(size_t sgemm_address, size_t dgemm_address) {
+static void fastnn_bind_gemm(size_t sgemm_address, size_t dgemm_address, size_t threads_address) {
     fastnn_sgemm_ptr = (fastnn_sgemm_t)sgemm_address;
     fastnn_dgemm_ptr = (fastnn_dgemm_t)dgemm_address;
+    fastnn_blas_threads_ptr = (fastnn_blas_threads_t)threads_address;
 }
-
-static int fastnn_gemm_bound(void) { return fastnn_sgemm_ptr != NULL && fastnn_dgemm_ptr != NULL; }
 
 #ifdef _OPENMP
 #include <omp.h>
