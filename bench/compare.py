@@ -1,12 +1,13 @@
-"""fastnn vs PyTorch (CPU) vs plain numpy, side by side in one process run.
+"""fastnn vs PyTorch (CPU) vs plain numpy, side by side in one harness run.
 
     python bench/compare.py [--threads 1 2] [--repeats 5] [--json OUT]
 
-Same architecture, float32, batch, initial weights (copied from fastnn's) and data order; the
-contenders alternate inside each repeat so machine noise hits all of them; medians of the
-repeats. PyTorch columns are skipped with a note when torch is not importable (it is never a
+Same architecture, float32, batch, initial weights (copied from fastnn's), data and thread
+count; the contenders alternate round by round so machine noise hits all of them; medians of
+the rounds. PyTorch columns are skipped with a note when torch is not importable (it is never a
 fastnn dependency: install it only in a benchmark venv with `pip install torch==2.13.0`).
-Peak RSS per contender is measured in a fresh subprocess each (`--rss-child`).
+Each contender runs in its own fresh process per round (peak RSS comes from there too); the
+rounds alternate the contenders.
 """
 import argparse
 import importlib.util
@@ -78,49 +79,61 @@ def time_steps(step, data):
     return time.perf_counter() - start
 
 
-def measure(name, threads, repeats, steps):
+def run_child(name, who, threads, steps):
+    """Time one contender in a fresh process: {'step_s', 'infer': {batch: images/s}, 'rss_mb'}.
+
+    One process per contender and round: torch ships its own OpenMP runtime, and two OpenMP
+    runtimes in one process spin against each other on two cores (measured: both sides several
+    times slower at 2 threads), which would measure the co-hosting, not the libraries."""
+    code = (f"import sys, json; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
+            f"import compare; print(json.dumps(compare.child({name!r}, {who!r}, {threads}, {steps})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{who} {name}: {out.stderr.strip().splitlines()[-1:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def child(name, who, threads, steps):
     fastnn.set_num_threads(threads)
-    batch = WORKLOADS[name]
-    data = batches(name, batch, steps)
-    runs = contenders(name, threads)
-    seconds = {k: [] for k in runs}
-    with limit_numpy_blas(threads):  # torch got torch.set_num_threads(threads)
-        for step, _ in runs.values():
-            time_steps(step, data[:3])  # warm-up: buffers, caches
-        for _ in range(repeats):
-            for who, (step, _) in runs.items():
-                time.sleep(0.05)  # let the previous contender's spinning threads go to sleep
-                seconds[who].append(time_steps(step, data))
+    with limit_numpy_blas(threads):  # torch gets torch.set_num_threads(threads) in contenders()
+        step, predict = contenders(name, threads, only=who)[who]
+        data = batches(name, WORKLOADS[name], steps)
+        time_steps(step, data[:3])  # warm-up: buffers, caches
+        step_s = min(time_steps(step, data) for _ in range(3)) / steps
         infer = {}
         if name == "lenet":
             for b in (1, 64, 1000):
                 x = batches(name, b, 1)[0][0]
-                reps = max(3, 2000 // b)
-                infer[b] = {}
-                for _ in range(repeats):
-                    for who, (_, predict) in runs.items():
-                        time.sleep(0.05)
-                        start = time.perf_counter()
-                        for _ in range(reps // repeats + 1):
-                            predict(x)
-                        infer[b].setdefault(who, []).append((reps // repeats + 1) * b / (time.perf_counter() - start))
-    per_step = {who: statistics.median(s) / steps for who, s in seconds.items()}
+                reps = max(3, 1000 // b)
+                predict(x)
+                start = time.perf_counter()
+                for _ in range(reps):
+                    predict(x)
+                infer[b] = reps * b / (time.perf_counter() - start)
+    rss = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
+    return {"step_s": step_s, "infer": infer, "rss_mb": rss}
+
+
+def measure(name, threads, repeats, steps):
+    """Rounds alternate the contenders (fastnn, torch, numpy, fastnn, ...), so machine noise
+    hits all of them; medians over the rounds."""
+    who_list = ["fastnn"] + (["torch"] if have_torch() else []) + (["numpy"] if name != "lenet" else [])
+    runs = {who: [] for who in who_list}
+    for _ in range(repeats):
+        for who in who_list:
+            runs[who].append(run_child(name, who, threads, steps))
+    batch = WORKLOADS[name]
+    per_step = {who: statistics.median(r["step_s"] for r in rs) for who, rs in runs.items()}
+    infer = {}
+    if name == "lenet":
+        for b in (1, 64, 1000):
+            infer[b] = {who: round(statistics.median(r["infer"][str(b)] if str(b) in r["infer"] else r["infer"][b]
+                                                      for r in rs), 1) for who, rs in runs.items()}
     return {"workload": name, "threads": threads, "batch": batch,
             "step_us": {w: round(t * 1e6, 1) for w, t in per_step.items()},
             "samples_per_s": {w: round(batch / t, 1) for w, t in per_step.items()},
-            "infer_images_per_s": {b: {w: round(statistics.median(v), 1) for w, v in d.items()}
-                                   for b, d in infer.items()}}
-
-
-def rss_child(name, who, threads, steps):
-    """Peak RSS (MB) of a fresh process that builds `who`'s model and trains `steps` steps."""
-    code = (f"import sys; sys.argv=['x']; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r});"
-            f"import compare, fastnn; fastnn.set_num_threads({threads});"
-            f"r = compare.contenders({name!r}, {threads}, only={who!r})[{who!r}]; "
-            f"compare.time_steps(r[0], compare.batches({name!r}, {WORKLOADS[name]}, {steps}));"
-            "print(int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) / 1024)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    return float(out.stdout.strip()) if out.returncode == 0 else None
+            "infer_images_per_s": infer,
+            "rss_mb": {w: round(statistics.median(r["rss_mb"] for r in rs), 1) for w, rs in runs.items()}}
 
 
 def table(results):
@@ -144,7 +157,7 @@ def table(results):
                 lines.append(f"{r['workload']:8} t={r['threads']} infer b={b:<4} vs torch: fastnn "
                              f"{d['fastnn']:>9,.0f} img/s, torch {d['torch']:>9,.0f} img/s -> {ratio:5.2f}x {verdict}")
         if "rss_mb" in r:
-            lines.append(f"{r['workload']:8} t={r['threads']} peak RSS (fresh process): " +
+            lines.append(f"{r['workload']:8} t={r['threads']} peak RSS (whole process): " +
                          ", ".join(f"{w} {v:.0f} MB" for w, v in r["rss_mb"].items() if v))
     return "\n".join(lines)
 
@@ -155,7 +168,6 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=None, help="steps per timing (default per workload)")
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS))
-    parser.add_argument("--no-rss", action="store_true")
     parser.add_argument("--json")
     args = parser.parse_args()
     import numpy
@@ -172,10 +184,6 @@ def main():
         for name in args.workloads:
             steps = args.steps or {"lenet": 20, "nielsen": 400, "mlp": 200, "spiral": 400}[name]
             r = measure(name, threads, args.repeats, steps)
-            if not args.no_rss:
-                r["rss_mb"] = {who: rss_child(name, who, threads, steps)
-                               for who in ["fastnn", "torch", "numpy"] if who != "torch" or have_torch()
-                               if not (who == "numpy" and name == "lenet")}
             results.append(r)
             print(table([r]), flush=True)
     if args.json:
