@@ -1,6 +1,7 @@
 """fastnn: neural networks with Cython + OpenMP kernels for small CPU-only machines."""
 from ._runtime import get_num_threads, info, set_num_threads
 from . import ops
+from .checkpoint import CheckpointError, resume
 from .callbacks import Checkpoint, EarlyStopping, EpochPrinter, History, HistoryWriter, ProgressBar
 from .gradcheck import gradcheck
 from .layers import Conv2D, Dense, Depool2D, Flatten, MaxPool2D, MaxUnpool2D, ReLU, Sigmoid, Tanh
@@ -15,5 +16,5 @@ __all__ = [
     "Sequential", "Dense", "Conv2D", "MaxPool2D", "MaxUnpool2D", "Depool2D", "Flatten", "ReLU",
     "Sigmoid", "Tanh", "SoftmaxCrossEntropy", "MSE", "BinaryCrossEntropy", "SGD", "Adam",
     "RandomSearch", "History", "ProgressBar", "EpochPrinter", "EarlyStopping", "Checkpoint",
-    "HistoryWriter", "TrainingDiverged",
+    "HistoryWriter", "TrainingDiverged", "resume", "CheckpointError",
 ]

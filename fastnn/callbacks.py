@@ -1,8 +1,10 @@
 """History and callbacks: progress bar (tqdm), early stopping, checkpoints, history files.
 
 A callback gets `on_train_begin(model, history)`, `on_step_end(step, loss)`,
-`on_epoch_end(epoch, logs)` and `on_train_end()`; setting `model.stop_training = True` stops
-the run after the current step.
+`on_epoch_end(epoch, logs)`, `on_train_end()` and, after a Ctrl-C that fit deferred to the end
+of a step, `on_interrupt(step)`; setting `model.stop_training = True` stops the run after the
+current step. During fit, `callback.training` is the loop's state (training.Run). A callback
+with state (EarlyStopping) returns it from `state_dict()` so checkpoints carry it.
 """
 import csv
 import io
@@ -53,8 +55,21 @@ class History:
 
 
 class Callback:
+    training = None  # the running fit's training.Run, set by fit
+
     def on_train_begin(self, model, history):
         self.model, self.history = model, history
+
+    def on_interrupt(self, step):
+        pass
+
+    def state_dict(self):
+        """JSON-safe numbers a resumed run needs to behave the same (saved in checkpoints)."""
+        return {}
+
+    def load_state_dict(self, state):
+        for key, value in state.items():
+            setattr(self, key, value)
 
     def on_step_end(self, step, loss):
         pass
@@ -126,6 +141,9 @@ class EarlyStopping(Callback):
         self.loss_threshold = loss_threshold
         self.best, self.wait = math.inf, 0
 
+    def state_dict(self):
+        return {"best": self.best, "wait": self.wait}
+
     def on_step_end(self, step, loss):
         if self.loss_threshold is not None and loss < self.loss_threshold:
             self.model.stop_training = True
@@ -148,20 +166,33 @@ class EarlyStopping(Callback):
 
 
 class Checkpoint(Callback):
-    """Saves the model (and optimizer state) to `path` every `every_n_steps` steps and at the
-    end, atomically: a crash mid-write keeps the previous checkpoint."""
+    """Saves a resumable checkpoint to `path`: every `every_n_steps` steps (None: never by
+    count), at the end when `at_end`, and when fit stops for a Ctrl-C. Resume with
+    fastnn.checkpoint.resume(path, x, y); fastnn.load(path) reads the model alone.
 
-    def __init__(self, path, every_n_steps=1000):
-        if not isinstance(every_n_steps, int) or every_n_steps < 1:
-            raise ValueError(f"Checkpoint: every_n_steps must be an int >= 1, got {every_n_steps!r}")
-        self.path, self.every_n_steps = os.fspath(path), every_n_steps
+    Written atomically with a sha256 digest: a crash mid-write, a failed write or weights that
+    turned NaN/inf (TrainingDiverged) all leave the previous checkpoint in place."""
+
+    def __init__(self, path, every_n_steps=1000, at_end=True):
+        if every_n_steps is not None and (isinstance(every_n_steps, bool) or
+                                          not isinstance(every_n_steps, int) or every_n_steps < 1):
+            raise ValueError(f"Checkpoint: every_n_steps must be an int >= 1 or None, got {every_n_steps!r}")
+        self.path, self.every_n_steps, self.at_end = os.fspath(path), every_n_steps, at_end
+
+    def save(self):
+        from .checkpoint import save_checkpoint
+        save_checkpoint(self.path, self.model, self.training)
 
     def on_step_end(self, step, loss):
-        if step % self.every_n_steps == 0:
-            self.model.save(self.path)
+        if self.every_n_steps and step % self.every_n_steps == 0:
+            self.save()
+
+    def on_interrupt(self, step):
+        self.save()
 
     def on_train_end(self):
-        self.model.save(self.path)
+        if self.at_end:
+            self.save()
 
 
 class HistoryWriter(Callback):

@@ -64,6 +64,14 @@ def build_parser():
     train.add_argument("--plot", help="write a PNG (history, or decision regions for 2-D data)")
     train.add_argument("--json", action="store_true", help="last stdout line: one JSON summary")
     train.add_argument("--quiet", action="store_true", help="no per-epoch lines or progress bar")
+    train.add_argument("--checkpoint", metavar="FILE",
+                       help="save a resumable checkpoint here (every --checkpoint-every steps, at "
+                            "the end, and on Ctrl-C)")
+    train.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
+                       help="steps between checkpoints (default: only at the end and on Ctrl-C)")
+    train.add_argument("--resume", metavar="FILE",
+                       help="continue the run saved in this checkpoint (same --model/--data/--stream); "
+                            "the result is bit-identical to an uninterrupted run")
 
     evaluate = sub.add_parser("evaluate", help="test accuracy of a saved model")
     evaluate.add_argument("model_file")

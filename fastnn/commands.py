@@ -2,15 +2,22 @@
 import json
 import os
 import resource
+import sys
 import time
 
 import numpy as np
 
-EXIT_USAGE = 2
+EXIT_USAGE = 2  # bad arguments or data, and a diverged run (NaN/inf loss)
+EXIT_INTERRUPTED = 130  # Ctrl-C; `train` saves a checkpoint first
+DEFAULT_CHECKPOINT = "fastnn-interrupted.ckpt"  # where `train` saves on Ctrl-C without --checkpoint
 
 
 class UsageError(Exception):
     """A bad argument or bad input: printed as one line, exit code 2."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during `train`, after the checkpoint was saved (message says where)."""
 
 
 def peak_rss_mb():
@@ -94,11 +101,16 @@ def train(args):
     if args.optimizer == "random-search" and preset.data == "mnist":
         raise UsageError("--optimizer random-search is for the 2-D presets (twoclass, spiral)")
     model = preset.build(hidden=args.hidden, lr=args.lr, seed=args.seed, optimizer=args.optimizer)
+    resume = None
+    if args.resume:
+        model, resume = _load_resume(args, model)
+        epochs, batch_size = resume[0]["fit"]["epochs"], resume[0]["fit"]["batch_size"]
+        say(f"resuming {args.resume} at step {model.global_step}")
 
-    callbacks = [EpochPrinter(say)]
+    callbacks = [EpochPrinter(say), _checkpoint_callback(args)]
     if preset.loss_threshold is not None:
         callbacks.append(EarlyStopping(loss_threshold=preset.loss_threshold))
-    stream, scale = None, None
+    stream, scale, train_data = None, None, None
     if preset.data == "mnist":
         if args.stream:
             stream, test, note = _open_stream(args, preset, batch_size)
@@ -114,13 +126,11 @@ def train(args):
         model.summary(print_fn=say)
 
     start = time.perf_counter()
-    if stream is not None:
-        with stream:
-            history = model.fit(stream, epochs=epochs, validation_data=test, callbacks=callbacks,
-                                verbose=0 if args.quiet else 1)
-    else:
-        history = model.fit(*train_data, epochs=epochs, batch_size=batch_size, validation_data=test,
-                            callbacks=callbacks, seed=args.seed, verbose=0 if args.quiet else 1)
+    try:
+        history = _fit(args, model, stream, train_data, test, epochs, batch_size, callbacks, resume)
+    except Interrupted as exc:
+        print(f"fastnn: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     seconds = time.perf_counter() - start
 
     if args.out:
@@ -146,6 +156,54 @@ def train(args):
     if args.json:
         print(json.dumps(summary))
     return 0
+
+
+def _load_resume(args, built):
+    """(model, (state, arrays)) from --resume, checked against the preset the flags build."""
+    from .checkpoint import load_checkpoint
+    from .serialize import ModelFileError
+    try:
+        model, state, arrays = load_checkpoint(args.resume)
+    except (OSError, ModelFileError) as exc:
+        raise UsageError(str(exc)) from None
+    if model.get_config()["layers"] != built.get_config()["layers"]:
+        raise UsageError(f"{args.resume}: the checkpoint's layers do not match --model {args.model} "
+                         f"(give the same --model/--hidden as the interrupted run)")
+    return model, (state, arrays)
+
+
+def _checkpoint_callback(args):
+    """--checkpoint FILE (every --checkpoint-every steps and at the end); without it, a Ctrl-C
+    still saves, to the --resume file or DEFAULT_CHECKPOINT."""
+    from .callbacks import Checkpoint
+    if args.checkpoint_every and not args.checkpoint:
+        raise UsageError("--checkpoint-every needs --checkpoint FILE")
+    if args.checkpoint:
+        return Checkpoint(args.checkpoint, every_n_steps=args.checkpoint_every)
+    return Checkpoint(args.resume or DEFAULT_CHECKPOINT, every_n_steps=None, at_end=False)
+
+
+def _fit(args, model, stream, train_data, test, epochs, batch_size, callbacks, resume):
+    """fit (or continue a checkpoint): divergence and Ctrl-C become one line on stderr."""
+    from .training import TrainingDiverged, run_fit
+    saver = callbacks[1]
+    verbose = 0 if args.quiet else 1
+    try:
+        if stream is not None:
+            with stream:
+                return run_fit(model, stream, None, epochs, None, test, callbacks, True, None, verbose,
+                               resume=resume)
+        return run_fit(model, *train_data, epochs, batch_size, test, callbacks, True, args.seed,
+                       verbose, resume=resume)
+    except TrainingDiverged as exc:
+        kept = f"; last good checkpoint: {saver.path}" if os.path.exists(saver.path) and \
+            args.checkpoint else ""
+        raise UsageError(f"{exc}{kept}") from None
+    except KeyboardInterrupt as exc:
+        if not os.path.exists(saver.path) or not str(exc).startswith("interrupted at step"):
+            raise
+        raise Interrupted(f"{exc}; checkpoint saved to {saver.path} (continue with the same "
+                          f"command plus --resume {saver.path})") from None
 
 
 def _plot(path, preset, model, history, train_data, scale=None):

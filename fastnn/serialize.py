@@ -1,8 +1,13 @@
 """Save/load: one .npz file holding the architecture (JSON bytes) and the weights, plus the
-optimizer state. Loaded with allow_pickle=False and rebuilt from a whitelist of classes."""
+optimizer state and a sha256 digest of every entry. Read with a bounded npz reader (no pickle,
+sizes checked against the zip directory before anything is allocated) and rebuilt from a
+whitelist of classes. Checkpoints (fastnn/checkpoint.py) are model files with extra entries."""
+import hashlib
 import json
 import os
+import struct
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -62,9 +67,11 @@ def model_from_config(config, dtype=None, where="config"):
     return model
 
 
-def save_model(model, path):
+def save_model(model, path, extra_arrays=None, extra_config=None):
+    """Write the model (and `extra_arrays`, and `extra_config` keys in its JSON) atomically."""
     config = model_config(model)
-    arrays = {}
+    config.update(extra_config or {})
+    arrays = dict(extra_arrays or {})
     if model.input_shape is not None:
         arrays["params"] = model.params
         if model.optimizer is not None:
@@ -76,29 +83,98 @@ def save_model(model, path):
                     scalars[key] = value
             config["optimizer_state"] = scalars
     arrays["architecture"] = np.frombuffer(json.dumps(config).encode(), dtype=np.uint8)
+    arrays[DIGEST] = np.frombuffer(_digest(arrays), dtype=np.uint8)
     with atomic_write(path, "wb") as f:
         np.savez(f, **arrays)
 
 
-def load(path):
-    """Rebuild a model saved by `model.save(path)`; raises ModelFileError for anything else."""
+DIGEST = "sha256"
+# What zipfile and the npy header parser raise on damaged input (a flipped flag bit can even
+# ask for a password: RuntimeError; a flipped method field: NotImplementedError).
+_READ_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError,
+                NotImplementedError, RuntimeError, struct.error, OverflowError, SyntaxError)
+
+
+def _digest(arrays):
+    """sha256 over every entry except the digest itself: name, dtype, shape, then the bytes."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        if name != DIGEST:
+            a = np.ascontiguousarray(arrays[name])
+            h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+            h.update(a.data if a.size else b"")
+    return h.digest()
+
+
+def _read_entry(zf, info, path):
+    """One .npy entry, refusing before allocation a header whose size disagrees with the zip
+    directory (np.load would allocate whatever the header claims: 10^12 elements)."""
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"npy version {version}")
+        if dtype.hasobject:
+            raise ValueError(f"entry {info.filename} holds Python objects (dtype {dtype})")
+        count = 1
+        for dim in shape:
+            count *= dim
+        nbytes = count * dtype.itemsize
+        if nbytes != info.file_size - f.tell():
+            raise ValueError(f"entry {info.filename}: header says {shape} {dtype} ({nbytes} bytes), "
+                             f"the zip entry holds {info.file_size - f.tell()}")
+        data = f.read(nbytes)  # reading to the end makes zipfile check the entry's CRC-32
+        if len(data) != nbytes or f.read(1):
+            raise ValueError(f"entry {info.filename}: short read")
+    array = np.frombuffer(data, dtype=dtype)
+    return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
+
+
+def read_npz(path, what="fastnn model"):
+    """{name: array} of an npz written by save_model, digest verified; ModelFileError otherwise."""
     path = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
+        with zipfile.ZipFile(path) as zf:
+            arrays = {}
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise ValueError(f"unexpected entry {info.filename!r}")
+                arrays[info.filename[:-4]] = _read_entry(zf, info, path)
     except FileNotFoundError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-        raise ModelFileError(f"{path}: not a readable fastnn model file ({type(exc).__name__}: {exc})") from None
+    except _READ_ERRORS as exc:
+        raise ModelFileError(f"{path}: not a readable {what} file ({type(exc).__name__}: {exc})") from None
+    if DIGEST in arrays:
+        if arrays.pop(DIGEST).tobytes() != _digest(arrays):
+            raise ModelFileError(f"{path}: corrupt {what} file: sha256 digest mismatch")
+    return arrays
+
+
+def load(path):
+    """Rebuild a model saved by `model.save(path)` (or a checkpoint); raises ModelFileError
+    for anything else."""
+    return model_from_arrays(read_npz(path), os.fspath(path))[0]
+
+
+def model_from_arrays(arrays, path):
+    """(model, its JSON config) from read_npz's arrays (consumes the model's entries)."""
     if "architecture" not in arrays:
         raise ModelFileError(f"{path}: not a fastnn model file (no architecture entry)")
     try:
         config = json.loads(arrays.pop("architecture").tobytes().decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelFileError(f"{path}: corrupt architecture entry: {exc}") from None
-    model = model_from_config(config, where=path)
+    try:
+        model = model_from_config(config, where=path)
+    except ModelFileError:
+        raise
+    except (TypeError, ValueError, AttributeError) as exc:  # a well-formed JSON of the wrong shape
+        raise ModelFileError(f"{path}: bad architecture: {type(exc).__name__}: {exc}") from None
     if model.input_shape is None:
-        return model
+        return model, config
     params = arrays.pop("params", None)
     if params is None or params.shape != model.params.shape:
         raise ModelFileError(f"{path}: weights have shape {None if params is None else params.shape}, "
@@ -112,4 +188,4 @@ def load(path):
                 model.optimizer.load_state_dict(state)
             except (ValueError, KeyError, TypeError) as exc:
                 raise ModelFileError(f"{path}: optimizer state does not fit: {exc}") from None
-    return model
+    return model, config

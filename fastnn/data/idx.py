@@ -5,7 +5,9 @@ then the data, big-endian, C order. Files may be gzip-compressed (detected by th
 not the name). Every problem raises IdxError naming the file and the byte offset.
 """
 import gzip
+import math
 import os
+import zlib
 
 import numpy as np
 
@@ -52,9 +54,9 @@ class IdxReader:
         self._file, self.compressed = _open(self.path)
         try:
             self._parse_header()
-        except gzip.BadGzipFile as exc:
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:  # EOFError, zlib.error: fuzzing
             self.close()
-            raise IdxError(f"{self.path}: corrupt gzip data at byte 0: {exc}") from None
+            raise IdxError(f"{self.path}: corrupt gzip data in the header: {exc}") from None
         except BaseException:
             self.close()
             raise
@@ -75,7 +77,8 @@ class IdxReader:
         self.dtype = self.file_dtype.newbyteorder("=")
         self.header_size = 4 + 4 * ndim
         self.record_shape = self.shape[1:]
-        self.record_bytes = int(np.prod(self.record_shape, dtype=np.int64)) * self.file_dtype.itemsize
+        # math.prod on Python ints: np.prod in int64 wraps silently for 255 huge dims.
+        self.record_bytes = math.prod(self.record_shape) * self.file_dtype.itemsize
         self.data_bytes = self.shape[0] * self.record_bytes
         if not self.compressed:
             # Raw files: check the length before anything is allocated (a header may claim 10^12).
@@ -84,6 +87,14 @@ class IdxReader:
                 kind = "truncated" if size < self.header_size + self.data_bytes else "has trailing bytes"
                 raise IdxError(f"{self.path}: {kind}: header at byte 4 says {self.shape} "
                                f"({self.header_size + self.data_bytes} bytes), file has {size}")
+        else:
+            # gzip: the size is unknown until decompressed, but deflate expands at most 1032:1, so
+            # a header claiming more than that is refused before read() allocates it.
+            size = os.fstat(self._file.fileobj.fileno()).st_size
+            if self.header_size + self.data_bytes > 1032 * size + 1024:
+                raise IdxError(f"{self.path}: corrupt: header at byte 4 says {self.shape} "
+                               f"({self.header_size + self.data_bytes} bytes), more than {size} "
+                               f"gzip bytes can hold")
         self._position = 0  # records consumed so far
 
     def __len__(self):
@@ -116,20 +127,18 @@ class IdxReader:
             out = np.empty(shape, self.dtype)
         elif out.shape != shape or out.dtype != self.dtype or not out.flags.c_contiguous:
             raise ValueError(f"read: out must be C-contiguous {self.dtype} {shape}, got {out.dtype} {out.shape}")
-        self._seek_record(start)
         view = memoryview(out.reshape(-1).view(np.uint8))
         offset = self.header_size + start * self.record_bytes
         filled = 0
         try:
+            self._seek_record(start)  # in the try: a gzip seek decompresses, and may fail
             while filled < len(view):
                 got = self._file.readinto(view[filled:])
                 if not got:
                     raise IdxError(f"{self.path}: truncated at byte {offset + filled}: expected "
                                    f"{len(view) - filled} more bytes of records")
                 filled += got
-        except (gzip.BadGzipFile, EOFError, OSError) as exc:
-            if isinstance(exc, IdxError):
-                raise
+        except (gzip.BadGzipFile, EOFError, OSError, zlib.error) as exc:
             raise IdxError(f"{self.path}: corrupt data near byte {offset + filled}: {exc}") from None
         self._position = start + count
         if self.file_dtype.byteorder == ">":
@@ -145,8 +154,12 @@ class IdxReader:
 
     def check_end(self):
         """For gzip files: raise IdxError if bytes follow the last record."""
-        self._seek_record(len(self))
-        if self._file.read(1):
+        try:  # found by fuzzing: a damaged gzip tail raised BadGzipFile/EOFError from here
+            self._seek_record(len(self))
+            extra = self._file.read(1)
+        except (gzip.BadGzipFile, EOFError, OSError, zlib.error) as exc:
+            raise IdxError(f"{self.path}: corrupt gzip data after the last record: {exc}") from None
+        if extra:
             raise IdxError(f"{self.path}: trailing bytes after byte {self.header_size + self.data_bytes}")
 
 
