@@ -71,7 +71,9 @@ def main():
             history = model.fit(x, y, epochs=args.epochs, batch_size=preset.batch_size, seed=0,
                                 validation_data=test, callbacks=[RssPrinter()], verbose=0)
         else:
-            test = IdxBatches(files["test_images"], files["test_labels"], batch_size=500, layout=layout)
+            # The training batch size: evaluation reuses the training buffers.
+            test = IdxBatches(files["test_images"], files["test_labels"], batch_size=preset.batch_size,
+                              layout=layout)
             with ShuffledStream(shuffled, preset.batch_size, layout=layout) as stream:
                 history = model.fit(stream, epochs=args.epochs, validation_data=test,
                                     callbacks=[RssPrinter()], verbose=0)

@@ -68,7 +68,7 @@ def _open_stream(args, preset, batch_size):
     try:
         files = mnist_files(folder, datasets.SUBSET_PREFIX if folder == datasets.SUBSET_DIR else "")
         stream = ShuffledStream(args.stream, batch_size, layout=layout)
-        test = IdxBatches(files["test_images"], files["test_labels"], batch_size=500, layout=layout)
+        test = IdxBatches(files["test_images"], files["test_labels"], batch_size=batch_size, layout=layout)
     except (IdxError, ShuffledFileError, OSError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     return stream, test, f"training stream {args.stream}; test set from {folder}"

@@ -14,7 +14,7 @@ from .losses import Loss
 from .optim import Optimizer
 from .ops import _check as check
 
-EVAL_BATCH = 256  # evaluate/predict work in chunks this size, whatever the input size
+EVAL_BATCH = 256  # evaluate/predict chunk size before the model has trained (then: its batch)
 
 
 class Sequential:
@@ -198,35 +198,42 @@ class Sequential:
         return run_fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, seed, verbose)
 
     # -- inference -----------------------------------------------------------------------------
+    def _eval_batch(self, who, batch_size):
+        """`batch_size`, or by default the training batch size: its buffers already exist, so
+        inference allocates nothing more (a conv net's buffers for batch 500 would be ~200 MB)."""
+        if batch_size is None:
+            return getattr(self, "train_batch_size", None) or EVAL_BATCH
+        return check.positive_int(who, "batch_size", batch_size)
+
     def _outputs(self, x, batch_size, fn):
         self._check_data("predict", x)
-        batch_size = check.positive_int("predict", "batch_size", batch_size)
+        batch_size = self._eval_batch("predict", batch_size)
         parts = []
         with self._lock:
             for xb, _ in self._batches(x, None, batch_size):
                 parts.append(fn(self.forward(xb, training=False)))
         return np.concatenate(parts)
 
-    def predict(self, x, batch_size=EVAL_BATCH):
+    def predict(self, x, batch_size=None):
         """Class ids (argmax, or > threshold for one output), for any number of samples."""
         return self._outputs(x, batch_size, self.loss.predictions)
 
-    def predict_proba(self, x, batch_size=EVAL_BATCH):
+    def predict_proba(self, x, batch_size=None):
         """Class probabilities (softmax / sigmoid; raw outputs for MSE), any number of samples."""
         return self._outputs(x, batch_size, self.loss.probabilities)
 
-    def predict_raw(self, x, batch_size=EVAL_BATCH):
+    def predict_raw(self, x, batch_size=None):
         """The last layer's outputs, copied."""
         return self._outputs(x, batch_size, np.array)
 
-    def evaluate(self, x, y=None, batch_size=EVAL_BATCH):
+    def evaluate(self, x, y=None, batch_size=None):
         """{'loss': mean loss, 'accuracy': fraction correct or None, 'correct', 'total'}.
         `x` is an array (with `y`), or an iterable of (x, y) batches such as
         fastnn.data.IdxBatches, which keeps memory flat for large test sets."""
         if y is None and not isinstance(x, np.ndarray):
             return self.evaluate_batches(x)
         self._check_data("evaluate", x, y)
-        batch_size = check.positive_int("evaluate", "batch_size", batch_size)
+        batch_size = self._eval_batch("evaluate", batch_size)
         return self.evaluate_batches(self._batches(x, y, batch_size))
 
     def evaluate_batches(self, batches):

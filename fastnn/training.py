@@ -53,6 +53,7 @@ def run_fit(model, x, y, epochs, batch_size, validation_data, callbacks, shuffle
         batch_size = check.positive_int("fit", "batch_size", batch_size)
         model._check_data("fit", x, y)
         source = _ArraySource(model, x, y, batch_size, shuffle, seed)
+    model.train_batch_size = source.batch_size
     run = Run(model, source, {"epochs": epochs, "batch_size": source.batch_size,
                               "shuffle": bool(shuffle), "seed": _plain(seed), "kind": source.kind})
     if resume is not None:

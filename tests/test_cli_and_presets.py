@@ -66,7 +66,7 @@ def test_train_prints_epoch_lines_and_a_json_summary(tmp_path):
         assert key in summary
     assert summary["model"] == "mlp" and summary["epochs"] == 2 and summary["test_accuracy"] > 0.8
     assert "bundled subset" in out  # FASTNN_DATA had no MNIST: the notice says so
-    code, out, _ = run_cli("evaluate", str(tmp_path / "m.fastnn"), "--json")
+    code, out, _ = run_cli("evaluate", str(tmp_path / "m.fastnn"), "--json", env={"FASTNN_DATA": str(tmp_path)})
     result = json.loads(out.strip().splitlines()[-1])
     assert result["test_accuracy"] == pytest.approx(summary["test_accuracy"])
     assert np.array(result["confusion"]).sum() == 1000

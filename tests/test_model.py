@@ -105,7 +105,7 @@ def test_save_load_round_trip_predicts_identically(tmp_path, rng):
     path = tmp_path / "m.fastnn"
     model.save(path)
     loaded = fastnn.load(path)
-    np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
+    np.testing.assert_array_equal(loaded.predict_proba(x, batch_size=len(x)), model.predict_proba(x, batch_size=len(x)))
     np.testing.assert_array_equal(loaded.optimizer.velocity, model.optimizer.velocity)
     assert [type(l) for l in loaded.layers] == [type(l) for l in model.layers]
 
@@ -120,7 +120,7 @@ def test_save_load_keeps_unpool_link_and_adam_state(tmp_path, rng):
     loaded = fastnn.load(tmp_path / "u.fastnn")
     assert loaded.layers[2].pool is loaded.layers[1]
     assert loaded.optimizer.t == model.optimizer.t == 4
-    np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
+    np.testing.assert_array_equal(loaded.predict_proba(x, batch_size=len(x)), model.predict_proba(x, batch_size=len(x)))
 
 
 @pytest.mark.parametrize("content", [b"", b"not a zip at all", b"PK\x03\x04garbage"])
