@@ -66,10 +66,12 @@ class Layer:
 
     # -- buffers ------------------------------------------------------------------------------
     def buffers(self, n):
-        """This layer's buffers for batch size n: allocated once, then reused."""
+        """This layer's buffers for batch size n: allocated once, then reused. A smaller batch
+        (an epoch's last one) gets views of a larger batch's buffers instead of new memory."""
         bufs = self._buffers.get(n)
         if bufs is None:
-            bufs = self._allocate(n)
+            larger = [m for m in self._buffers if m > n]
+            bufs = self._views(self._buffers[min(larger)], n) if larger else self._allocate(n)
             self._buffers[n] = bufs
             if len(self._buffers) > _KEEP_BATCH_SHAPES:
                 self._buffers.popitem(last=False)
@@ -77,6 +79,10 @@ class Layer:
 
     def _allocate(self, n):
         return {}
+
+    def _views(self, bufs, n):
+        """Batch-major buffers cut to their first n rows (C-contiguous views, no copy)."""
+        return {k: v[:n] for k, v in bufs.items()}
 
     def release_buffers(self):
         self._buffers.clear()
@@ -211,6 +217,15 @@ class Conv2D(Layer):
                                      self.stride, self.padding, dtype=self.dtype)
         return {"y": self._empty(n, self.output_shape), "dx": self._empty(n, self.input_shape),
                 "workspace": workspace}
+
+    def _views(self, bufs, n):
+        # The workspace is (rows, batch * P * Q): the first rows * n*P*Q elements of each flat
+        # buffer, reshaped, are a contiguous (rows, n*P*Q) array.
+        pq = self.output_shape[1] * self.output_shape[2]
+        ws = bufs["workspace"]
+        flat = {name: ws[name].reshape(-1)[:ws[name].shape[0] * n * pq].reshape(ws[name].shape[0], n * pq)
+                for name in ("col", "tmp")}
+        return {"y": bufs["y"][:n], "dx": bufs["dx"][:n], "workspace": dict(ws, **flat)}
 
     def forward(self, x, training=True):
         self.x = x

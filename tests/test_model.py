@@ -237,3 +237,21 @@ def test_history_files_and_quiet_progress_when_not_a_tty(tmp_path, rng, capsys):
     assert saved["epoch_val_accuracy"] == history.epoch_val_accuracy and len(saved["step_loss"]) == 12
     with pytest.raises(ValueError, match="csv"):
         fastnn.HistoryWriter(tmp_path / "h.txt")
+
+
+def test_smaller_batch_reuses_the_larger_batch_buffers(rng):
+    x = rng.standard_normal((21, 2, 8, 10)).astype(np.float32)
+    y = rng.integers(0, 3, 21)
+    model, fresh = small_cnn(seed=9), small_cnn(seed=9)
+    model.train_step(x[:16], y[:16])
+    fresh.train_step(x[:16], y[:16])
+    tracemalloc.start()
+    model.train_step(x[16:], y[16:])  # an epoch's last, short batch: views, no new arrays
+    snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)])
+    tracemalloc.stop()
+    assert sum(stat.size for stat in snapshot.statistics("filename")) < 1024
+    fresh_small = small_cnn(seed=9)
+    fresh_small.params[...] = fresh.params
+    fresh_small.optimizer.velocity[...] = fresh.optimizer.velocity
+    fresh_small.train_step(x[16:], y[16:])
+    np.testing.assert_allclose(model.params, fresh_small.params, rtol=1e-6, atol=1e-7)
