@@ -96,3 +96,30 @@ def test_write_is_atomic_and_refuses_unsupported_dtypes(tmp_path):
         write_idx(path, np.ones(3, np.complex64))
     np.testing.assert_array_equal(read_idx(path), np.ones(3, np.uint8))
     assert [p.name for p in tmp_path.iterdir()] == ["keep.idx"]
+
+
+def test_label_offsets_count_bytes_for_wider_label_types(tmp_path):
+    write_idx(tmp_path / "img", np.zeros((4, 2, 2), np.uint8))
+    write_idx(tmp_path / "lab32", np.array([0, 1, 2, -1], np.int32))
+    with pytest.raises(IdxError, match=r"lab32: label -1 at byte 20 \(record 3\)"):
+        read_labeled(tmp_path / "img", tmp_path / "lab32")
+    write_idx(tmp_path / "lab2d", np.zeros((4, 1), np.uint8))
+    with pytest.raises(IdxError, match="lab2d: labels must be 1-D"):
+        read_labeled(tmp_path / "img", tmp_path / "lab2d")
+
+
+def test_absurd_gzip_header_is_refused_before_allocating(tmp_path):
+    raw = bytes([0, 0, 8, 3]) + (10**6).to_bytes(4, "big") + (10**3).to_bytes(4, "big") * 2
+    (tmp_path / "huge.gz").write_bytes(gzip.compress(raw + bytes(100)))
+    with pytest.raises(IdxError, match="huge.gz.*byte 4"):
+        IdxReader(tmp_path / "huge.gz")
+
+
+def test_real_mnist_files_and_labels():
+    from support import mnist_dir
+    files = mnist_files(mnist_dir())
+    images, labels = read_labeled(files["train_images"], files["train_labels"])
+    assert images.shape == (60000, 28, 28) and labels.shape == (60000,) and labels.max() == 9
+    with IdxReader(files["test_images"]) as reader:
+        assert reader.shape == (10000, 28, 28) and reader.dtype == np.uint8
+        assert sum(len(c) for c in reader.iter_chunks(4096)) == 10000

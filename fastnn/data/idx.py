@@ -183,7 +183,7 @@ def read_labeled(images_path, labels_path, num_classes=10):
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if bad.size:
         at = bad[0]
-        raise IdxError(f"{labels_path}: label {labels[at]} at byte {8 + at} (record {at}) is outside "
+        raise IdxError(f"{labels_path}: label {labels[at]} at byte {8 + at * labels.itemsize} (record {at}) is outside "
                        f"[0, {num_classes})")
     return images, labels.astype(np.int64)
 

@@ -68,7 +68,7 @@ def read_header(f, path, file_size):
         raise ShuffledFileError(f"{path}: not a fastnn shuffled file (magic {magic!r} at byte 0)")
     if version != VERSION:
         raise ShuffledFileError(f"{path}: format version {version} at byte 8; this fastnn reads {VERSION}")
-    if not (0 < rows * cols <= 2**24 and 1 <= label_bytes <= 8 and 0 < records <= MAX_RECORDS
+    if not (0 < rows * cols <= 2**24 and label_bytes in (1, 2, 4, 8) and 0 < records <= MAX_RECORDS
             and 0 < epochs <= MAX_EPOCHS and 0 < block <= 2**20):
         raise ShuffledFileError(f"{path}: implausible header at byte 12: rows {rows}, cols {cols}, "
                                 f"label bytes {label_bytes}, records {records}, epochs {epochs}, block {block}")

@@ -1,23 +1,43 @@
 """Streaming readers with fixed buffers: memory stays flat whatever the data size.
 
-`ShuffledStream(path, batch_size, start=0, shard=(0, 1), layout="flat")` reads a file written by
-`write_shuffled`:
+ShuffledStream(path, batch_size, start=0, shard=(0, 1), layout="flat", drop_last=False)
+reads a file written by `write_shuffled` (format: shuffled_format.py):
 
     with ShuffledStream("train.shuf", 100) as stream:
-        for epoch in stream.remaining_epochs():
-            for x, y in stream.iter_epoch(epoch):
-                ...                       # x float32 in [0, 1], y int64
-            saved = stream.position_index # resume later with start=saved
+        for epoch in stream.remaining_epochs():      # range of file epochs from the position
+            for x, y in stream.iter_epoch(epoch):    # this shard's batches of that epoch
+                ...                                  # x float32 in [0, 1], y int64
+            saved = stream.position_index            # resume later with start=saved
 
-x and y are the SAME arrays every batch (a last short batch is a view of them): use a batch
-before asking for the next, or copy it. A background thread reads whole checksum blocks with
-os.preadv (the GIL is released while it reads) into two alternating buffers, so the model
-computes while the next block loads; it verifies each block's crc32 (and the whole epoch's when
-it reads all of it) and drops the pages behind it from the page cache (POSIX_FADV_DONTNEED).
+    iter(stream) chains iter_epoch over remaining_epochs() (one flat sequence of batches).
 
-`IdxBatches(images_path, labels_path, batch_size, layout)` streams an IDX pair (e.g. the test
-set) in fixed buffers the same way, for evaluation.
+Facts: epochs, records_per_epoch, batches_per_epoch (of this shard, after drop_last),
+batch_size, shard (rank, world), shard_records, lo/hi (this shard's records [lo, hi) of every
+epoch), layout (the file's Layout: rows, cols, seed, ...), x/y (the batch buffers).
+Position: `position_index` is the global index (epoch * records_per_epoch + record) of the next
+record to be yielded; `position` is the same as (epoch, record). `start=` (or assigning
+position_index between epochs' iterators) resumes at exactly that record; iter_epoch(epoch)
+starts there when the position lies in `epoch`, and refuses an epoch before it.
+x is (batch, rows*cols) for layout="flat" and (batch, 1, rows, cols) for "nchw"; y is (batch,).
+shard=(rank, world): each epoch is cut into `world` contiguous, disjoint slices that together
+cover it (sizes differ by at most one record); rank reads slice `rank` of every epoch.
+
+x and y are the SAME arrays every batch (a last short batch is a view of their first rows):
+use a batch before asking for the next one, or copy it. Nothing is allocated per batch.
+
+A background thread reads whole checksum blocks (2048 records) with os.preadv into two
+alternating buffers (double buffering; preadv and crc32 release the GIL, so the model computes
+while the next block loads), checks each block's crc32 (ShuffledFileError naming the epoch,
+records and bytes on mismatch: every byte handed out is verified), and drops the pages it has
+read from the page cache (POSIX_FADV_DONTNEED), so the cache does not grow either. Starting an
+epoch's iterator stops the previous one's thread; close() (or the `with` block, or garbage
+collection) stops it too, also when the consumer stopped early. Not thread-safe: one consumer.
+
+IdxBatches(images_path, labels_path, batch_size=1000, layout="flat", num_classes=10) streams
+an IDX pair (e.g. the test set) in fixed buffers the same way, for evaluation; iterate it as
+often as you like (each pass reopens the files and reads them in order).
 """
+import numbers
 import os
 import queue
 import threading
@@ -30,6 +50,14 @@ from .shuffled_format import ShuffledFileError, read_header
 
 LAYOUTS = ("flat", "nchw")
 _SCALE = np.float32(1 / 255)
+_FADVISE = hasattr(os, "posix_fadvise")
+
+
+def _scale_into(out, pixels):
+    """out[...] = pixels / 255 in float32 without allocating: a cast copy, then an in-place
+    multiply (np.multiply(uint8, float32, out=) would allocate a cast buffer on every call)."""
+    np.copyto(out, pixels, casting="unsafe")
+    np.multiply(out, _SCALE, out=out)
 
 
 def _check_layout(layout):
@@ -47,15 +75,17 @@ class ShuffledStream:
     """Batches from a pre-shuffled multi-epoch file (see module docstring)."""
 
     _fd = None
+    _reader = None
 
     def __init__(self, path, batch_size, start=0, shard=(0, 1), layout="flat", drop_last=False):
         self.path = os.fspath(path)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ValueError(f"ShuffledStream: batch_size must be an int >= 1, got {batch_size!r}")
-        rank, world = shard
-        if not (isinstance(rank, int) and isinstance(world, int) and 0 <= rank < world):
+        rank, world = shard if isinstance(shard, (tuple, list)) and len(shard) == 2 else (None, None)
+        if not (isinstance(rank, numbers.Integral) and isinstance(world, numbers.Integral) and 0 <= rank < world):
             raise ValueError(f"ShuffledStream: shard must be (rank, world) with 0 <= rank < world, got {shard!r}")
         self.layout_name = _check_layout(layout)
+        batch_size, rank, world = int(batch_size), int(rank), int(world)
         self.batch_size, self.drop_last, self.shard = batch_size, drop_last, (rank, world)
         self._fd = os.open(self.path, os.O_RDONLY)
         try:
@@ -70,14 +100,13 @@ class ShuffledStream:
             self.close()
             raise ValueError(f"ShuffledStream: shard {shard} of {n} records is empty")
         total = self.layout.epochs * n
-        if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= total:
+        if isinstance(start, bool) or not isinstance(start, numbers.Integral) or not 0 <= start <= total:
             self.close()
             raise ValueError(f"ShuffledStream: start must be a record index in [0, {total}], got {start!r}")
         self.epochs, self.records_per_epoch = self.layout.epochs, n
-        self.position_index = start
+        self.position_index = int(start)
         self.x, self.y = _batch_buffers(batch_size, self.layout.rows, self.layout.cols, layout)
         self._raw = np.empty((batch_size, self.layout.record_bytes), np.uint8)
-        self._thread = None
 
     # -- facts ----------------------------------------------------------------------------------
     @property
@@ -93,6 +122,12 @@ class ShuffledStream:
     def position(self):
         """(epoch, record within the epoch) of the next record this stream will yield."""
         return divmod(self.position_index, self.records_per_epoch)
+
+    def _after(self, epoch):
+        """The position once this shard of `epoch` is done: the shard's start in the next epoch."""
+        if epoch + 1 < self.epochs:
+            return (epoch + 1) * self.records_per_epoch + self.lo
+        return self.epochs * self.records_per_epoch
 
     def remaining_epochs(self):
         """Epoch indices from the current position to the end of the file."""
@@ -119,37 +154,61 @@ class ShuffledStream:
             yield from self.iter_epoch(epoch)
 
     def _batches(self, epoch, begin, end):
-        lay = self.layout
-        raw, fill = self._raw, 0
-        blocks = _BlockReader(self._fd, self.path, lay, self.checksums[epoch], epoch, begin, end)
+        raw, fill, bs = self._raw, 0, self.batch_size
+        base = epoch * self.records_per_epoch
+        self._stop_reader()  # one reader at a time: a new epoch abandons the previous one
+        if begin >= end:     # resumed after this shard's last record of the epoch
+            self.position_index = self._after(epoch)
+            return
+        blocks = self._reader = _BlockReader(self._fd, self.path, self.layout,
+                                             self.checksums[epoch], epoch, begin, end)
         try:
             for first, block in blocks:
                 at = max(begin - first, 0)
                 stop = min(end - first, len(block))
                 while at < stop:
-                    take = min(self.batch_size - fill, stop - at)
-                    raw[fill:fill + take] = block[at:at + take]
-                    fill, at = fill + take, at + take
-                    if fill == self.batch_size:
-                        self.position_index = epoch * self.records_per_epoch + first + at
-                        yield self._convert(fill)
-                        fill = 0
+                    take = min(bs - fill, stop - at)
+                    if take == bs:  # the whole batch lies in this block: convert it from there
+                        self.position_index = base + first + at + take
+                        yield self._convert(block[at:at + take])
+                    else:           # it straddles blocks: gather it in the raw buffer first
+                        raw[fill:fill + take] = block[at:at + take]
+                        fill += take
+                        if fill == bs:
+                            self.position_index = base + first + at + take
+                            yield self._convert(raw)
+                            fill = 0
+                    at += take
+                    if blocks.stop.is_set():  # closed, or another epoch's iterator took over
+                        raise ValueError("ShuffledStream: this iterator's stream was closed "
+                                         "or moved to another epoch")
             if fill and not self.drop_last:
-                self.position_index = epoch * self.records_per_epoch + end
-                yield self._convert(fill)
-            self.position_index = (epoch + 1) * self.records_per_epoch + self.lo \
-                if epoch + 1 < self.epochs else self.epochs * self.records_per_epoch
+                self.position_index = base + end
+                yield self._convert(raw[:fill])
+            self.position_index = self._after(epoch)
         finally:
             blocks.close()
+            if self._reader is blocks:
+                self._reader = None
 
-    def _convert(self, count):
-        pixels = self.layout.pixels
+    def _convert(self, records):
+        """uint8 records -> (x, y) views of the fixed buffers; no allocation (tracemalloc-tested)."""
+        count, pixels = len(records), self.layout.pixels
         x, y = self.x[:count], self.y[:count]
-        np.multiply(self._raw[:count, :pixels], _SCALE, out=x.reshape(count, pixels))
-        np.copyto(y, self._raw[:count, pixels])
+        _scale_into(x.reshape(count, pixels), records[:, :pixels])
+        label = records[:, pixels:pixels + self.layout.label_bytes]
+        np.copyto(y, label[:, 0] if self.layout.label_bytes == 1 else
+                  label.view(f"<u{self.layout.label_bytes}")[:, 0], casting="unsafe")
         return x, y
 
+    def _stop_reader(self):
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
     def close(self):
+        """Stop the background reader (waits for it) and close the file. Idempotent."""
+        self._stop_reader()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -166,13 +225,14 @@ class ShuffledStream:
 
 class _BlockReader:
     """Background reads of whole checksum blocks covering records [begin, end) of one epoch,
-    into two alternating buffers; iterating yields (first record, block view)."""
+    into two alternating buffers; iterating yields (first record, block view). Each block's
+    crc32 is checked before it is handed over: together the blocks cover every byte the
+    consumer gets, so the table's whole-epoch crc (for tools) is not computed a second time."""
 
     def __init__(self, fd, path, layout, checksums, epoch, begin, end):
         self.fd, self.path, self.layout, self.checksums, self.epoch = fd, path, layout, checksums, epoch
         br = layout.block_records
         self.first_block, self.last_block = begin // br, (end - 1) // br
-        self.whole_epoch = begin == 0 and end == layout.records_per_epoch
         self.free, self.ready = queue.Queue(), queue.Queue()
         for _ in range(2):
             self.free.put(np.empty((br, layout.record_bytes), np.uint8))
@@ -183,7 +243,6 @@ class _BlockReader:
 
     def _run(self):
         lay, br = self.layout, self.layout.block_records
-        epoch_crc = 0
         try:
             for block in range(self.first_block, self.last_block + 1):
                 buf = self.free.get()
@@ -193,26 +252,24 @@ class _BlockReader:
                 count = min(br, lay.records_per_epoch - first)
                 view = memoryview(buf[:count]).cast("B")
                 offset = lay.record_offset(self.epoch, first)
-                got = os.preadv(self.fd, [view], offset)
+                got = os.preadv(self.fd, [view], offset)  # releases the GIL
                 if got != len(view):
                     raise ShuffledFileError(f"{self.path}: short read at byte {offset + got}")
-                if zlib.crc32(view) != self.checksums[block]:
+                if zlib.crc32(view) != self.checksums[block]:  # releases the GIL too
                     raise ShuffledFileError(f"{self.path}: checksum mismatch in epoch {self.epoch}, "
                                             f"records {first}-{first + count - 1} (bytes {offset}-"
                                             f"{offset + len(view) - 1})")
-                if self.whole_epoch:
-                    epoch_crc = zlib.crc32(view, epoch_crc)
-                if hasattr(os, "posix_fadvise"):  # we copied it: keep the page cache flat
+                if _FADVISE:  # copied out: drop the pages so the page cache stays flat
                     os.posix_fadvise(self.fd, offset, len(view), os.POSIX_FADV_DONTNEED)
                 self.ready.put((first, buf[:count]))
-            if self.whole_epoch and epoch_crc != self.checksums[-1]:
-                raise ShuffledFileError(f"{self.path}: checksum mismatch for epoch {self.epoch}")
             self.ready.put(None)
         except BaseException as exc:  # handed to the consumer, raised there
             self.ready.put(exc)
 
     def __iter__(self):
         while True:
+            if self.stop.is_set():
+                raise ValueError("ShuffledStream: iterating a closed stream")
             item = self.ready.get()
             if self._held is not None:
                 self.free.put(self._held)
@@ -221,15 +278,18 @@ class _BlockReader:
                 return
             if isinstance(item, BaseException):
                 raise item
-            self._held = item[1].base if item[1].base is not None else item[1]
+            self._held = item[1].base
             yield item
 
     def close(self):
         """Stop the reader thread (also when the consumer stopped early) and wait for it."""
+        if self.stop.is_set():
+            return
         self.stop.set()
         for _ in range(2):
             self.free.put(np.empty((0, 0), np.uint8))  # wake a reader blocked on free.get()
         self.thread.join()
+        self.ready.put(ValueError("ShuffledStream: iterating a closed stream"))
 
 
 class IdxBatches:
@@ -264,6 +324,6 @@ class IdxBatches:
                     raise ValueError(f"{self.labels_path}: label at record {bad} (byte {8 + bad}) "
                                      f"is outside [0, {self.num_classes})")
                 x, y = self.x[:n], self.y[:n]
-                np.multiply(self._pixels[:n].reshape(n, -1), _SCALE, out=x.reshape(n, -1))
+                _scale_into(x.reshape(n, -1), self._pixels[:n].reshape(n, -1))
                 np.copyto(y, self._labels[:n])
                 yield x, y
