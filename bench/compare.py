@@ -1,194 +1,415 @@
-"""fastnn vs PyTorch (CPU) vs plain numpy, side by side in one harness run.
+"""fastnn vs PyTorch (CPU) vs plain numpy, side by side in one process run.
 
-    python bench/compare.py [--threads 1 2] [--repeats 5] [--json OUT]
+    python bench/compare.py [--threads 1 2] [--repeats 5] [--steps N] [--json OUT]
+    python bench/compare.py --accuracy [--epochs 2]
 
-Same architecture, float32, batch, initial weights (copied from fastnn's), data and thread
-count; the contenders alternate round by round so machine noise hits all of them; medians of
-the rounds. PyTorch columns are skipped with a note when torch is not importable (it is never a
-fastnn dependency: install it only in a benchmark venv with `pip install torch==2.13.0`).
-Each contender runs in its own fresh process per round (peak RSS comes from there too); the
-rounds alternate the contenders.
+Same architecture, float32, batch, initial weights (fastnn's, copied into the peers), one fixed
+batch sequence (the first MNIST training images when the files are found, else random data of
+the same shape) and thread count (fastnn.set_num_threads / torch.set_num_threads / threadpoolctl
+on numpy's BLAS). Inside each repeat the contenders alternate, in a rotating order, so machine
+noise hits all of them; every number is the median of the repeats. Wall clock only.
+Peak RSS: each contender in a fresh subprocess (see rss_child). PyTorch columns are skipped with
+a note when torch is not importable: it is never a fastnn dependency (benchmark venv only:
+`pip install torch==2.13.0`, the CPU build).
 """
 import argparse
-import importlib.util
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import baselines  # noqa: E402
+from baselines import cases, spec_of, weights_of  # noqa: E402
+from baselines.cases import thread_limit  # noqa: E402
 
-import fastnn  # noqa: E402
-from fastnn import zoo  # noqa: E402
-
-WORKLOADS = {"nielsen": 10, "mlp": 100, "lenet": 64, "spiral": 30}   # name -> batch size
-TARGETS = {("nielsen", "torch"): 10, ("nielsen", "numpy"): 3, ("mlp", "torch"): 3, ("mlp", "numpy"): 1.5,
-           ("lenet", "torch"): 2, ("spiral", "torch"): 20}
-INFER_TARGETS = {1: 3, 1000: 2}
-
-
-def have_torch():
-    """Without importing it: a process that never uses torch must not pay for it (RSS)."""
-    return importlib.util.find_spec("torch") is not None
-
-
-def limit_numpy_blas(threads):
-    """Limit numpy's BLAS only. threadpool_limits(n) would also set fastnn's own OpenBLAS, which
-    fastnn keeps at one thread on purpose (it splits GEMMs over its OpenMP threads)."""
-    ours = fastnn.info()["blas_library"]
-    controller = ThreadpoolController()
-    others = [c.filepath for c in controller.lib_controllers if c.filepath != ours
-              and c.internal_api in ("openblas", "mkl", "blis")]
-    return controller.select(filepath=others).limit(limits=threads)
+TRAIN_TARGETS = {("nielsen", "torch"): 10, ("nielsen", "numpy"): 3, ("mlp", "torch"): 3,
+                 ("mlp", "numpy"): 1.5, ("lenet", "torch"): 2, ("spiral", "torch"): 20}
+INFER_TARGETS = {("lenet", 1): 3, ("lenet", 1000): 2}  # vs torch
+INFER_BATCHES = (1, 64, 1000)
+DEFAULT_STEPS = {"nielsen": 2000, "mlp": 300, "lenet": 10, "spiral": 2000}
+OVERHEAD_TARGET_US = 20
+# s between contenders: numpy's OpenBLAS workers spin ~0.1 s after their last call (libgomp's
+# ~1 ms) and would steal the cores the next contender needs.
+SETTLE = 0.25
+MEASURE_SECONDS = 0.15  # target length of one inference/kernel measurement
+NOISY = 0.05  # other processes' CPU share above which a measurement is flagged
 
 
-def batches(name, batch, count, seed=0):
-    preset = zoo.get(name)
-    rng = np.random.default_rng(seed)
-    shape = preset.input_shape
-    classes = 3 if name == "spiral" else 10
-    return [(rng.random((batch,) + shape, dtype=np.float32), rng.integers(0, classes, batch))
-            for _ in range(count)]
-
-
-def contenders(name, threads, only=None):
-    """{who: (step, predict)}; `only` builds just that one (so its process imports nothing else)."""
-    out = {}
-    if only in (None, "fastnn"):
-        model = zoo.get(name).build(seed=0)
-        out["fastnn"] = (model.train_step, lambda x: model.predict_raw(x, batch_size=len(x)))
-    if only in (None, "torch") and have_torch():
-        import torch
-        torch.set_num_threads(threads)
-        out["torch"] = baselines.make_torch(zoo.get(name).build(seed=0))
-    if only in (None, "numpy") and name != "lenet":
-        out["numpy"] = baselines.make_numpy(zoo.get(name).build(seed=0))
+def alternate(fns, threads, repeats):
+    """{who: [seconds per call] * repeats}: each fn() returns its seconds per call."""
+    out = {who: [] for who in fns}
+    order = list(fns)
+    for r in range(repeats):
+        for who in order[r % len(order):] + order[:r % len(order)]:
+            time.sleep(SETTLE)
+            with thread_limit(who.split(".")[0], threads):
+                out[who].append(fns[who]())
     return out
 
 
-def time_steps(step, data):
-    start = time.perf_counter()
-    for x, y in data:
-        step(x, y)
-    return time.perf_counter() - start
+def timed_loop(fn, calls):
+    def run():
+        fn()  # untimed: wakes the threads and caches after the settle pause
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        return (time.perf_counter() - start) / calls
+    return run
 
 
-def run_child(name, who, threads, steps):
-    """Time one contender in a fresh process: {'step_s', 'infer': {batch: images/s}, 'rss_mb'}.
-
-    One process per contender and round: torch ships its own OpenMP runtime, and two OpenMP
-    runtimes in one process spin against each other on two cores (measured: both sides several
-    times slower at 2 threads), which would measure the co-hosting, not the libraries."""
-    code = (f"import sys, json; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
-            f"import compare; print(json.dumps(compare.child({name!r}, {who!r}, {threads}, {steps})))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"{who} {name}: {out.stderr.strip().splitlines()[-1:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def calibrated(fn, who, threads):
+    """timed_loop(fn, n) with n such that one measurement lasts about MEASURE_SECONDS."""
+    with thread_limit(who.split(".")[0], threads):
+        fn()  # warm-up: buffers, caches
+        start = time.perf_counter()
+        fn()
+        once = time.perf_counter() - start
+    return timed_loop(fn, max(1, min(5000, int(MEASURE_SECONDS / max(once, 1e-7)))))
 
 
-def child(name, who, threads, steps):
+def median(xs):
+    return statistics.median(xs)
+
+
+class OthersCpu:
+    """CPU share other processes took while the block ran (a shared 2-core machine): machine busy
+    time from /proc/stat minus this process's own CPU time, over elapsed * cores."""
+
+    @staticmethod
+    def _busy_seconds():
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+
+    def __enter__(self):
+        t = os.times()
+        self.start = (time.perf_counter(), self._busy_seconds(), t.user + t.system)
+        return self
+
+    def __exit__(self, *exc):
+        t = os.times()
+        wall, busy, ours = (b - a for a, b in zip(self.start, (time.perf_counter(), self._busy_seconds(),
+                                                             t.user + t.system)))
+        self.share = max(0.0, busy - ours) / (wall * os.cpu_count())
+
+
+def noise_note(share):
+    return f"others used {share:.0%} of the CPUs" + ("  NOISY: numbers unreliable" if share > NOISY else "")
+
+
+# -- training and inference ---------------------------------------------------------------------
+def measure_workload(name, whos, threads, repeats, steps):
+    batch = cases.WORKLOADS[name]
+    data = cases.batches(name, steps)
+    trainers, predictors = {}, {}
+    for who in whos:
+        with thread_limit(who, threads):
+            if who == "fastnn":
+                model = cases.fastnn_model(name)
+                trainers[who] = model.train_step
+                predictors["fastnn"] = lambda x, m=model: m.predict_raw(x, batch_size=len(x))
+                predictors["fastnn.forward"] = lambda x, m=model: m.forward(x)
+            else:
+                trainers[who], predictors[who] = cases.contender(who, name)
+            for x, y in data[:3]:
+                trainers[who](x, y)  # warm-up
+
+    def epoch(step):
+        def run():
+            for x, y in data[:2]:  # untimed: wakes the threads and caches after the settle pause
+                step(x, y)
+            start = time.perf_counter()
+            for x, y in data:
+                step(x, y)
+            return (time.perf_counter() - start) / len(data)
+        return run
+
+    with OthersCpu() as train_noise:
+        train = alternate({w: epoch(s) for w, s in trainers.items()}, threads, repeats)
+    result = {"workload": name, "threads": threads, "batch": batch, "steps": steps,
+              "step_us": {w: median(t) * 1e6 for w, t in train.items()},
+              "samples_per_s": {w: batch / median(t) for w, t in train.items()},
+              "infer_images_per_s": {}, "train_seconds_all": train, "others_cpu_train": train_noise.share}
+    with OthersCpu() as infer_noise:
+        for b in INFER_BATCHES:
+            x = cases.samples(name, b)[0]
+            fns = {w: calibrated(lambda p=p: p(x), w, threads) for w, p in predictors.items()}
+            times = alternate(fns, threads, repeats)
+            result["infer_images_per_s"][b] = {w: b / median(t) for w, t in times.items()}
+    result["others_cpu_infer"] = infer_noise.share
+    return result
+
+
+def measure_kernels(whos, threads, repeats):
+    with OthersCpu() as noise:
+        out = _measure_kernels(whos, threads, repeats)
+    out["others_cpu"] = noise.share
+    return out
+
+
+def _measure_kernels(whos, threads, repeats):
+    out = {}
+    for case in cases.KERNELS:
+        fns = {}
+        for who in whos:
+            with thread_limit(who, threads):
+                fns[who] = calibrated(cases.kernel_step(who, case), who, threads)
+        out[case] = {w: median(t) * 1e6 for w, t in alternate(fns, threads, repeats).items()}
+    return out
+
+
+# -- Python overhead of a small-net step ----------------------------------------------------------
+def step_overhead(name, threads, repeats, steps=2000):
+    """A model.train_step vs the same kernel calls made back to back from Python (specialized,
+    arguments prebound): the difference is what fastnn's Python layer adds per step.
+    Two-Dense-layer workloads (nielsen, spiral) only."""
+    import fastnn
+    from fastnn import _loss, _optim
     fastnn.set_num_threads(threads)
-    with limit_numpy_blas(threads):  # torch gets torch.set_num_threads(threads) in contenders()
-        step, predict = contenders(name, threads, only=who)[who]
-        data = batches(name, WORKLOADS[name], steps)
-        time_steps(step, data[:3])  # warm-up: buffers, caches
-        step_s = min(time_steps(step, data) for _ in range(3)) / steps
-        infer = {}
-        if name == "lenet":
-            for b in (1, 64, 1000):
-                x = batches(name, b, 1)[0][0]
-                reps = max(3, 1000 // b)
-                predict(x)
-                start = time.perf_counter()
-                for _ in range(reps):
-                    predict(x)
-                infer[b] = reps * b / (time.perf_counter() - start)
-    rss = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
-    return {"step_s": step_s, "infer": infer, "rss_mb": rss}
+    model = cases.fastnn_model(name)
+    data = cases.batches(name, 50)
+    x, y = data[0]
+    for xb, yb in data:
+        model.train_step(xb, yb)
+    l1, l2 = model.layers
+    b1, b2, n, opt = l1.buffers(len(x)), l2.buffers(len(x)), threads, model.optimizer
+    grad = model.loss.grad
+    loss_name = "mse_labels" if model.loss.name == "MSE" else "softmax_cross_entropy"
+    loss_kernel = getattr(_loss, loss_name)["float"]
+    correct, sgd = _loss.count_correct["float"], _optim.sgd_update["float"]
+    w1, c1, w2, c2 = l1.params["w"], l1.params["b"], l2.params["w"], l2.params["b"]
+    gw1, gc1, gw2, gc2 = l1.grads["w"], l1.grads["b"], l2.grads["w"], l2.grads["b"]
+    y1, y2, dx2 = b1["y"], b2["y"], b2["dx"]
+    calls = {
+        "dense_forward 1": lambda: l1._forward_kernel(y1, x, w1, c1, l1._act, n),
+        "dense_forward 2": lambda: l2._forward_kernel(y2, y1, w2, c2, l2._act, n),
+        loss_name: lambda: loss_kernel(grad, y2, y, n),
+        "count_correct": lambda: correct(y2, y),
+        "dense_backward 2": lambda: l2._backward_kernel(dx2, gw2, gc2, grad, y1, w2, y2, l2._act, n),
+        "dense_backward 1": lambda: l1._backward_kernel(None, gw1, gc1, dx2, x, w1, y1, l1._act, n),
+        "sgd_update": lambda: sgd(opt.params, opt.grads, None, opt.lr, 0.0, 0.0, n),
+    }
+    fns = list(calls.values())
+
+    def raw_step():
+        for f in fns:
+            f()
+    saved = model.params.copy()
+    timings = {"train_step": [], "raw kernels": []}
+    per_call = {k: [] for k in calls}
+    methods = {"Sequential.forward": lambda: model.forward(x, training=True),
+               "loss()": lambda: model.loss(y2, y),
+               "loss.count_correct": lambda: model.loss.count_correct(y2, y),
+               "Sequential.backward": model.backward, "optimizer.step": opt.step}
+    per_method = {k: [] for k in methods}
+    with OthersCpu() as noise:
+        for _ in range(repeats):
+            timings["train_step"].append(timed_loop(lambda: model.train_step(x, y), steps)())
+            timings["raw kernels"].append(timed_loop(raw_step, steps)())
+            for k, f in calls.items():
+                per_call[k].append(timed_loop(f, steps)())
+            for k, f in methods.items():
+                per_method[k].append(timed_loop(f, steps)())
+    model.params[...] = saved
+    us = {k: median(v) * 1e6 for k, v in timings.items()}
+    return {"workload": name, "threads": threads, "train_step_us": us["train_step"], "raw_kernels_us": us["raw kernels"],
+            "overhead_us": us["train_step"] - us["raw kernels"],
+            "per_kernel_us": {k: median(v) * 1e6 for k, v in per_call.items()},
+            "per_method_us": {k: median(v) * 1e6 for k, v in per_method.items()}, "others_cpu": noise.share}
 
 
-def measure(name, threads, repeats, steps):
-    """Rounds alternate the contenders (fastnn, torch, numpy, fastnn, ...), so machine noise
-    hits all of them; medians over the rounds."""
-    who_list = ["fastnn"] + (["torch"] if have_torch() else []) + (["numpy"] if name != "lenet" else [])
-    runs = {who: [] for who in who_list}
-    for _ in range(repeats):
-        for who in who_list:
-            runs[who].append(run_child(name, who, threads, steps))
-    batch = WORKLOADS[name]
-    per_step = {who: statistics.median(r["step_s"] for r in rs) for who, rs in runs.items()}
-    infer = {}
-    if name == "lenet":
-        for b in (1, 64, 1000):
-            infer[b] = {who: round(statistics.median(r["infer"][str(b)] if str(b) in r["infer"] else r["infer"][b]
-                                                      for r in rs), 1) for who, rs in runs.items()}
-    return {"workload": name, "threads": threads, "batch": batch,
-            "step_us": {w: round(t * 1e6, 1) for w, t in per_step.items()},
-            "samples_per_s": {w: round(batch / t, 1) for w, t in per_step.items()},
-            "infer_images_per_s": infer,
-            "rss_mb": {w: round(statistics.median(r["rss_mb"] for r in rs), 1) for w, rs in runs.items()}}
+# -- peak RSS, one fresh process per contender ----------------------------------------------------
+def _status_mb(key):
+    with open("/proc/self/status") as f:
+        return int(f.read().split(key + ":")[1].split()[0]) / 1024
 
 
-def table(results):
-    lines = []
-    for r in results:
-        fast = r["samples_per_s"]["fastnn"]
-        for peer in ("torch", "numpy"):
-            if peer not in r["samples_per_s"]:
-                continue
+def rss_child(name, who, threads, steps, spec_dir):
+    """Runs in a fresh process: python + numpy + the batches loaded, then the peak RSS counter is
+    reset (/proc/self/clear_refs 5); then imports `who`'s framework, builds the net, trains
+    `steps` steps (peak 'train'), then predicts one batch of 1000 (peak 'infer1000')."""
+    data = cases.batches(name, steps)
+    x_infer = cases.samples(name, 1000)[0]
+    cases.read_idx_gz.cache_clear()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = _status_mb("VmRSS")
+    if who == "fastnn":
+        import fastnn
+        fastnn.set_num_threads(threads)
+        step, predict = cases.contender("fastnn", name)
+    else:
+        with open(os.path.join(spec_dir, f"{name}.json")) as f:
+            spec = json.load(f)
+        weights = list(np.load(os.path.join(spec_dir, f"{name}.npz")).values())
+        step, predict = cases.make(who, spec, weights)
+    with thread_limit(who, threads):
+        for x, y in data:
+            step(x, y)
+        train_peak = _status_mb("VmHWM")
+        predict(x_infer)
+    print(json.dumps({"base_mb": base, "train_peak_mb": train_peak, "infer1000_peak_mb": _status_mb("VmHWM")}))
+
+
+def measure_rss(name, whos, threads, steps):
+    with tempfile.TemporaryDirectory() as spec_dir:
+        model = cases.fastnn_model(name)
+        with open(os.path.join(spec_dir, f"{name}.json"), "w") as f:
+            json.dump(spec_of(model), f)
+        np.savez(os.path.join(spec_dir, f"{name}.npz"), *weights_of(model))
+        out = {}
+        for who in whos:
+            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--rss-child", name, who,
+                                   str(threads), str(steps), spec_dir], capture_output=True, text=True)
+            out[who] = json.loads(proc.stdout.splitlines()[-1]) if proc.returncode == 0 else \
+                {"error": proc.stderr.strip().splitlines()[-1:]}
+        return out
+
+
+# -- the table --------------------------------------------------------------------------------------
+def verdict(ratio, target):
+    return "" if target is None else f"{'PASS' if ratio >= target else 'MISS'} (>= {target}x)"
+
+
+def table(r):
+    lines, fast = [], r["samples_per_s"]["fastnn"]
+    head = f"{r['workload']:8} t={r['threads']}"
+    lines.append(f"{head} train (batch {r['batch']}, {r['steps']} steps): " + ", ".join(
+        f"{w} {v:,.0f} samples/s = {r['step_us'][w]:,.1f} us/step" for w, v in r["samples_per_s"].items())
+        + f"  [{noise_note(r['others_cpu_train'])}]")
+    for peer in ("torch", "numpy"):
+        if peer in r["samples_per_s"]:
             ratio = fast / r["samples_per_s"][peer]
-            target = TARGETS.get((r["workload"], peer))
-            verdict = "" if target is None else ("PASS" if ratio >= target else "MISS") + f" (>= {target}x)"
-            lines.append(f"{r['workload']:8} t={r['threads']} train  vs {peer:5}: fastnn {fast:>11,.0f}/s "
-                         f"({r['step_us']['fastnn']:>8.1f} us/step), {peer} {r['samples_per_s'][peer]:>11,.0f}/s "
-                         f"({r['step_us'][peer]:>8.1f} us) -> {ratio:5.2f}x {verdict}")
-        for b, d in r["infer_images_per_s"].items():
-            if "torch" in d:
-                ratio = d["fastnn"] / d["torch"]
-                target = INFER_TARGETS.get(b)
-                verdict = "" if target is None else ("PASS" if ratio >= target else "MISS") + f" (>= {target}x)"
-                lines.append(f"{r['workload']:8} t={r['threads']} infer b={b:<4} vs torch: fastnn "
-                             f"{d['fastnn']:>9,.0f} img/s, torch {d['torch']:>9,.0f} img/s -> {ratio:5.2f}x {verdict}")
-        if "rss_mb" in r:
-            lines.append(f"{r['workload']:8} t={r['threads']} peak RSS (whole process): " +
-                         ", ".join(f"{w} {v:.0f} MB" for w, v in r["rss_mb"].items() if v))
+            lines.append(f"{head}   train fastnn/{peer:5} {ratio:7.2f}x  "
+                         f"{verdict(ratio, TRAIN_TARGETS.get((r['workload'], peer)))}")
+    for b, d in r["infer_images_per_s"].items():
+        ratios = "  ".join(f"fastnn/{p} {d['fastnn'] / d[p]:6.2f}x" for p in ("torch", "numpy") if p in d)
+        target = INFER_TARGETS.get((r["workload"], b))
+        v = verdict(d["fastnn"] / d["torch"], target) if "torch" in d else ""
+        lines.append(f"{head} infer b={b:<4} " + ", ".join(f"{w} {v_:,.0f}" for w, v_ in d.items())
+                     + f" img/s  {ratios}  {v}")
+    for who, m in r.get("rss_mb", {}).items():
+        if "error" in m:
+            lines.append(f"{head} RSS {who}: failed {m['error']}")
+        else:
+            lines.append(f"{head} RSS {who:6} growth over python+numpy+data ({m['base_mb']:.0f} MB): "
+                         f"train +{m['train_peak_mb'] - m['base_mb']:.0f} MB, "
+                         f"+infer b=1000 +{m['infer1000_peak_mb'] - m['base_mb']:.0f} MB "
+                         f"(process peaks {m['train_peak_mb']:.0f} / {m['infer1000_peak_mb']:.0f} MB)")
     return "\n".join(lines)
+
+
+def kernel_table(threads, k):
+    lines = [f"kernel   t={threads} [{noise_note(k['others_cpu'])}]"]
+    for case, d in k.items():
+        if case == "others_cpu":
+            continue
+        ratios = "  ".join(f"{p}/fastnn {d[p] / d['fastnn']:5.2f}x" for p in ("torch", "numpy") if p in d)
+        lines.append(f"kernel   t={threads} {case} fwd+bwd: " + ", ".join(f"{w} {v:,.0f} us" for w, v in d.items())
+                     + f"  (speed-up {ratios})")
+    return "\n".join(lines)
+
+
+def overhead_table(o):
+    kern = ", ".join(f"{k} {v:.1f}" for k, v in o["per_kernel_us"].items())
+    meth = ", ".join(f"{k} {v:.1f}" for k, v in o["per_method_us"].items())
+    return (f"overhead t={o['threads']} {o['workload']} train_step {o['train_step_us']:.1f} us, raw kernel calls "
+            f"{o['raw_kernels_us']:.1f} us -> Python overhead {o['overhead_us']:.1f} us "
+            f"{'PASS' if o['overhead_us'] <= OVERHEAD_TARGET_US else 'MISS'} (<= {OVERHEAD_TARGET_US} us)  "
+            f"[{noise_note(o['others_cpu'])}]\n"
+            f"           each kernel alone (us): {kern}\n           each model method (us): {meth}")
+
+
+# -- accuracy ---------------------------------------------------------------------------------------
+def accuracy(whos, epochs, threads):
+    """mlp on real MNIST: same initial weights and shuffled order for every contender."""
+    train, test = cases.mnist("train"), cases.mnist("test")
+    if train is None:
+        print("accuracy: MNIST not found ($FASTNN_DATA or /work/shared/data/mnist); skipped")
+        return {}
+    batch = cases.WORKLOADS["mlp"]
+    nets = {}
+    for who in whos:
+        with thread_limit(who, threads):
+            nets[who] = cases.contender(who, "mlp")
+    rng, out = np.random.default_rng(0), {w: [] for w in whos}
+    for epoch in range(epochs):
+        perm = rng.permutation(len(train[0]))
+        xs, ys = train[0][perm], train[1][perm]
+        for who, (step, predict) in nets.items():
+            with thread_limit(who, threads):
+                start = time.perf_counter()
+                for i in range(0, len(xs), batch):
+                    step(xs[i:i + batch], ys[i:i + batch])
+                seconds = time.perf_counter() - start
+                acc = float(np.mean(np.argmax(predict(test[0]), axis=1) == test[1]))
+            out[who].append({"epoch": epoch + 1, "test_accuracy": acc, "train_seconds": seconds})
+            print(f"accuracy mlp epoch {epoch + 1} {who:6}: test {acc:.2%} (epoch took {seconds:.2f} s)", flush=True)
+    return out
+
+
+def versions(whos):
+    import fastnn
+    import threadpoolctl
+    v = {"python": sys.version.split()[0], "numpy": np.__version__, "fastnn": fastnn.info()["version"],
+         "fastnn_blas": fastnn.info()["blas"], "fastnn_build": fastnn.info()["build_flags"],
+         "threadpoolctl": threadpoolctl.__version__,
+         "numpy_blas": [f"{i['internal_api']} {i['version']}" for i in threadpoolctl.threadpool_info()
+                        if i["user_api"] == "blas" and i["filepath"] != fastnn.info()["blas_library"]]}
+    if "torch" in whos:
+        import torch
+        v["torch"] = torch.__version__
+    return v
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=None, help="steps per timing (default per workload)")
-    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS))
-    parser.add_argument("--json")
+    parser.add_argument("--steps", type=int, help="train steps per measurement (default per workload)")
+    parser.add_argument("--workloads", nargs="+", default=list(cases.WORKLOADS), choices=list(cases.WORKLOADS))
+    parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
+    parser.add_argument("--no-kernels", action="store_true", help="skip conv2d/maxpool alone")
+    parser.add_argument("--accuracy", action="store_true", help="only: mlp accuracy on real MNIST")
+    parser.add_argument("--epochs", type=int, default=2, help="--accuracy epochs")
+    parser.add_argument("--json", help="write all results here")
+    parser.add_argument("--rss-child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    import numpy
-    versions = {"fastnn": fastnn.info()["version"], "numpy": numpy.__version__, "python": sys.version.split()[0]}
-    if have_torch():
-        import torch
-        versions["torch"] = torch.__version__
+    if args.rss_child:
+        name, who, threads, steps, spec_dir = args.rss_child
+        return rss_child(name, who, int(threads), int(steps), spec_dir)
+    whos = [w for w in cases.CONTENDERS if cases.available(w)]
+    if "torch" not in whos:
+        print("note: torch is not importable here; PyTorch columns skipped "
+              "(pip install torch==2.13.0 in a benchmark venv)")
+    report = {"versions": versions(whos), "data": cases.samples("mlp", 10)[2], "command": sys.argv}
+    print("versions:", report["versions"], "| data:", report["data"], flush=True)
+    if args.accuracy:
+        report["accuracy"] = accuracy(whos, args.epochs, max(args.threads))
     else:
-        print("note: torch is not importable here; PyTorch columns skipped (pip install torch==2.13.0 "
-              "in a benchmark venv)")
-    print("versions:", versions)
-    results = []
-    for threads in args.threads:
-        for name in args.workloads:
-            steps = args.steps or {"lenet": 20, "nielsen": 400, "mlp": 200, "spiral": 400}[name]
-            r = measure(name, threads, args.repeats, steps)
-            results.append(r)
-            print(table([r]), flush=True)
+        report.update(results=[], kernels={}, overhead=[])
+        for threads in args.threads:
+            for name in args.workloads:
+                steps = args.steps or DEFAULT_STEPS[name]
+                r = measure_workload(name, whos, threads, args.repeats, steps)
+                if not args.no_rss:
+                    r["rss_mb"] = measure_rss(name, whos, threads, steps)
+                report["results"].append(r)
+                print(table(r), flush=True)
+            if not args.no_kernels:
+                report["kernels"][threads] = measure_kernels(whos, threads, args.repeats)
+                print(kernel_table(threads, report["kernels"][threads]), flush=True)
+            for name in ("nielsen", "spiral"):
+                report["overhead"].append(step_overhead(name, threads, args.repeats))
+                print(overhead_table(report["overhead"][-1]), flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"versions": versions, "results": results}, f, indent=1)
+            json.dump(report, f, indent=1, default=str)
 
 
 if __name__ == "__main__":
