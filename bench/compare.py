@@ -135,13 +135,14 @@ def measure_workload(name, whos, threads, repeats, steps):
               "step_us": {w: median(t) * 1e6 for w, t in train.items()},
               "samples_per_s": {w: batch / median(t) for w, t in train.items()},
               "infer_images_per_s": {}, "train_seconds_all": train, "others_cpu_train": train_noise.share}
-    with OthersCpu() as infer_noise:
-        for b in INFER_BATCHES:
-            x = cases.samples(name, b)[0]
+    result["others_cpu_infer"] = {}
+    for b in INFER_BATCHES:
+        x = cases.samples(name, b)[0]
+        with OthersCpu() as noise:
             fns = {w: calibrated(lambda p=p: p(x), w, threads) for w, p in predictors.items()}
             times = alternate(fns, threads, repeats)
-            result["infer_images_per_s"][b] = {w: b / median(t) for w, t in times.items()}
-    result["others_cpu_infer"] = infer_noise.share
+        result["infer_images_per_s"][b] = {w: b / median(t) for w, t in times.items()}
+        result["others_cpu_infer"][b] = noise.share
     return result
 
 
@@ -292,7 +293,7 @@ def table(r):
         target = INFER_TARGETS.get((r["workload"], b))
         v = verdict(d["fastnn"] / d["torch"], target) if "torch" in d else ""
         lines.append(f"{head} infer b={b:<4} " + ", ".join(f"{w} {v_:,.0f}" for w, v_ in d.items())
-                     + f" img/s  {ratios}  {v}")
+                     + f" img/s  {ratios}  {v}  [{noise_note(r['others_cpu_infer'][b])}]")
     for who, m in r.get("rss_mb", {}).items():
         if "error" in m:
             lines.append(f"{head} RSS {who}: failed {m['error']}")

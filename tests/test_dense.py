@@ -60,7 +60,9 @@ def test_dense_same_result_on_one_and_two_threads(rng, threads):
     one = ops.dense_forward(x, w, b)
     threads(2)
     two = ops.dense_forward(x, w, b)
-    np.testing.assert_allclose(one, two, rtol=1e-5, atol=1e-5)
+    # Split GEMM blocks may round differently: judge errors on the outputs' scale (sums of 300
+    # products cancel, so a small entry can differ relatively more than 1e-5).
+    np.testing.assert_allclose(one, two, rtol=1e-5, atol=1e-6 * np.abs(one).max())
 
 
 @pytest.mark.parametrize("args,exc,word", [
