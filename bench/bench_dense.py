@@ -27,3 +27,26 @@ def test_dense_forward_backward(benchmark, threads, n, i, o, num_threads):
         _dense.dense_backward(dx, dw, db, dy, x, w, None, 0, num_threads)
 
     run_and_record(benchmark, step, gemms, num_threads)
+
+
+# The evidence for small_gemm_wins() in src_c/_blas.pxd: fastnn_small_sgemm vs OpenBLAS on the
+# GEMMs of the seed workloads, same shapes and orientation, one thread. (label, ta, tb, m, n, k)
+SMALL_GEMMS = [("nielsen-forward", False, True, 10, 30, 784), ("nielsen-dW", True, False, 30, 784, 10),
+               ("nielsen100-forward", False, True, 10, 100, 784), ("nielsen100-dW", True, False, 100, 784, 10),
+               ("lenet-fc-batch1", False, True, 1, 500, 800), ("mlp-forward", False, True, 100, 50, 784),
+               ("mlp-dW", True, False, 50, 784, 100), ("spiral-forward", False, True, 30, 10, 2)]
+
+
+@pytest.mark.benchmark(group="gemm-small")
+@pytest.mark.parametrize("impl", ["small", "blas"])
+@pytest.mark.parametrize("label,ta,tb,m,n,k", SMALL_GEMMS, ids=[g[0] for g in SMALL_GEMMS])
+def test_gemm_small_vs_openblas(benchmark, threads, impl, label, ta, tb, m, n, k):
+    threads(1)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
+    b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
+    c = np.empty((m, n), np.float32)
+    benchmark.pedantic(_dense.sgemm, args=(ta, tb, 1.0, a, b, 0.0, c, impl),
+                       rounds=200, warmup_rounds=20, iterations=10)
+    if not benchmark.disabled:
+        benchmark.extra_info["gflops"] = round(2 * m * n * k / benchmark.stats.stats.median / 1e9, 1)

@@ -17,6 +17,23 @@ cdef extern from "fastnn_blas.h" nogil:
     int FASTNN_ROW_MAJOR, FASTNN_NO_TRANS, FASTNN_TRANS
     void fastnn_bind_gemm(size_t sgemm_address, size_t dgemm_address, size_t threads_address)
 
+cdef extern from "fastnn_small_gemm.h" nogil:
+    void fastnn_small_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                            const float* a, int lda, const float* b, int ldb, float beta,
+                            float* c, int ldc)
+    int fastnn_small_gemm_avx2()
+
+cdef inline bint small_gemm_wins(bint trans_a, bint trans_b, int m, int n, int k) noexcept nogil:
+    # Where fastnn_small_sgemm beat OpenBLAS in bench/bench_dense.py (group "gemm-small"): the
+    # dense forward x @ w.T at batch <= 32 with long rows (Nielsen's 10x784x30: 2-2.6x; batch-1
+    # inference 2.5-6x), and dW = dy^T @ x at batch <= 32 with wide inputs (1.05-1.35x). Tiny
+    # and tall products stay with OpenBLAS, whose fixed cost is lower there.
+    if trans_b and not trans_a:
+        return m <= 32 and k >= 64
+    if trans_a and not trans_b:
+        return k <= 32 and n >= 256
+    return False
+
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
                       floating alpha, const floating* a, int lda,
@@ -25,7 +42,10 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
     cdef int ta = FASTNN_TRANS if trans_a else FASTNN_NO_TRANS
     cdef int tb = FASTNN_TRANS if trans_b else FASTNN_NO_TRANS
     if floating is float:
-        fastnn_sgemm_ptr(FASTNN_ROW_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        if small_gemm_wins(trans_a, trans_b, m, n, k):
+            fastnn_small_sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        else:
+            fastnn_sgemm_ptr(FASTNN_ROW_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     else:
         fastnn_dgemm_ptr(FASTNN_ROW_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 

@@ -3,7 +3,8 @@
 # pass that adds the bias and applies the activation (fused: one trip over y, one Python call).
 from cython cimport floating
 from cython.parallel cimport prange
-from _blas cimport gemm_parallel, fastnn_bind_gemm
+from _blas cimport (gemm_parallel, fastnn_bind_gemm, fastnn_sgemm_ptr, fastnn_small_sgemm,
+                    fastnn_small_gemm_avx2, FASTNN_ROW_MAJOR, FASTNN_TRANS, FASTNN_NO_TRANS)
 from _elementwise cimport activate, activation_slope, ACT_NONE
 
 include "_bind.pxi"
@@ -66,3 +67,33 @@ def dense_backward(floating[:, ::1] dx, floating[:, ::1] dw, floating[::1] db,
     cdef bint need_dx = dx is not None
     with nogil:
         dense_backward_kernel(dx, dw, db, dy, x, w, y, act, need_dx, num_threads)
+
+
+def sgemm(bint trans_a, bint trans_b, float alpha, const float[:, ::1] a, const float[:, ::1] b,
+          float beta, float[:, ::1] c, str impl):
+    """c = alpha * op(a) @ op(b) + beta * c with impl 'small' (fastnn_small_gemm.h) or 'blas'
+    (OpenBLAS), for tests and benchmarks; the kernels choose between them by small_gemm_wins."""
+    cdef int m = c.shape[0], n = c.shape[1], k = a.shape[0] if trans_a else a.shape[1]
+    if (b.shape[1] if trans_b else b.shape[0]) != k or (a.shape[1] if trans_a else a.shape[0]) != m \
+            or (b.shape[0] if trans_b else b.shape[1]) != n or min(m, n, k) < 1:
+        raise ValueError(f"sgemm: shapes do not chain: a ({a.shape[0]}, {a.shape[1]}), b ({b.shape[0]}, "
+                         f"{b.shape[1]}), c ({m}, {n}), trans_a={trans_a}, trans_b={trans_b}")
+    if impl == "small" and trans_a and trans_b:
+        raise ValueError("sgemm: impl 'small' has no trans_a and trans_b form")
+    if impl not in ("small", "blas"):
+        raise ValueError(f"sgemm: impl must be 'small' or 'blas', got {impl!r}")
+    cdef int ta = FASTNN_TRANS if trans_a else FASTNN_NO_TRANS
+    cdef int tb = FASTNN_TRANS if trans_b else FASTNN_NO_TRANS
+    cdef bint small = impl == "small"
+    with nogil:
+        if small:
+            fastnn_small_sgemm(trans_a, trans_b, m, n, k, alpha, &a[0, 0], a.shape[1], &b[0, 0],
+                               b.shape[1], beta, &c[0, 0], n)
+        else:
+            fastnn_sgemm_ptr(FASTNN_ROW_MAJOR, ta, tb, m, n, k, alpha, &a[0, 0], a.shape[1],
+                             &b[0, 0], b.shape[1], beta, &c[0, 0], n)
+
+
+def small_gemm_simd():
+    """'avx2+fma' when fastnn_small_gemm.h runs its 8-wide FMA build on this CPU, else 'baseline'."""
+    return "avx2+fma" if fastnn_small_gemm_avx2() else "baseline"

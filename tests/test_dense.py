@@ -96,3 +96,37 @@ def test_set_num_threads_validates():
         fastnn.set_num_threads(0)
     with pytest.raises(ValueError):
         fastnn.set_num_threads(1.5)
+
+
+# -- the small-batch GEMM (src_c/fastnn_small_gemm.h) against numpy, every orientation and tail --
+@pytest.mark.parametrize("trans_a,trans_b", [(False, True), (False, False), (True, False)])
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (1, 500, 800), (2, 4, 8), (3, 5, 9), (10, 30, 784),
+                                   (17, 33, 17), (30, 784, 10), (33, 16, 7), (5, 47, 64)])
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (-0.5, 1.0), (2.0, 0.25)])
+def test_small_sgemm_matches_numpy(trans_a, trans_b, m, n, k, alpha, beta, rng):
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    want = alpha * ((a.T if trans_a else a).astype(np.float64)
+                    @ (b.T if trans_b else b).astype(np.float64)) + beta * c0
+    for impl in ("small", "blas"):
+        c = c0.copy()
+        if beta == 0:
+            c[...] = np.nan  # beta == 0 must not read C
+        fastnn._dense.sgemm(trans_a, trans_b, alpha, a, b, beta, c, impl)
+        np.testing.assert_allclose(c, want, rtol=1e-4, atol=1e-5 * np.sqrt(k) * max(1.0, abs(alpha)),
+                                   err_msg=impl)
+
+
+def test_small_sgemm_refuses_bad_calls():
+    a, b, c = np.ones((2, 3), np.float32), np.ones((4, 3), np.float32), np.empty((2, 4), np.float32)
+    with pytest.raises(ValueError, match="chain"):
+        fastnn._dense.sgemm(False, False, 1.0, a, b, 0.0, c, "small")
+    with pytest.raises(ValueError, match="impl"):
+        fastnn._dense.sgemm(False, True, 1.0, a, b, 0.0, c, "mine")
+    with pytest.raises(ValueError, match="trans_a and trans_b"):
+        fastnn._dense.sgemm(True, True, 1.0, np.ones((3, 2), np.float32), b, 0.0, c, "small")
+
+
+def test_small_sgemm_reports_its_simd_build():
+    assert fastnn._dense.small_gemm_simd() in ("avx2+fma", "baseline")
