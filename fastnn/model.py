@@ -9,7 +9,9 @@ import threading
 
 import numpy as np
 
-from .layers import Layer, MaxPool2D, MaxUnpool2D
+from . import _train_step
+from ._runtime import get_num_threads
+from .layers import Dense, Layer, MaxPool2D, MaxUnpool2D
 from .losses import Loss
 from .optim import Optimizer
 from .ops import _check as check
@@ -40,6 +42,7 @@ class Sequential:
         self.input_shape = None
         self.stop_training = False
         self._lock = threading.RLock()  # buffers are per model: one caller at a time
+        self._fused_steps = None  # {batch size: _train_step.DenseTrainStep} when eligible
         self._resolve_unpool_links()
         if input_shape is not None:
             self.build(input_shape)
@@ -88,12 +91,14 @@ class Sequential:
             layer.init_params(rng)
         if self.optimizer is not None:
             self.optimizer.bind(self.params, self.grads)
+        self._reset_fused_steps()
 
     def compile(self, loss, optimizer):
         """Set (or replace) the loss and optimizer."""
         self.loss, self.optimizer = loss, optimizer
         if self.input_shape is not None:
             optimizer.bind(self.params, self.grads)
+        self._reset_fused_steps()
         return self
 
     @property
@@ -130,6 +135,10 @@ class Sequential:
     def train_step(self, x, y):
         """One optimizer step on batch (x, y); returns the batch loss before the step and
         leaves the batch's correct-prediction count in `last_correct`."""
+        fused = self._fused_step(x, y)
+        if fused is not None:
+            loss, self.last_correct = fused.step(x, y, *self.optimizer.fused_args(), get_num_threads())
+            return loss
         output = self.forward(x, training=True)
         loss = self.loss(output, y)
         self.last_correct = self.loss.count_correct(output, y)
@@ -138,6 +147,36 @@ class Sequential:
             self.optimizer.step()
             return loss
         return self.optimizer.search(lambda: self.loss(self.forward(x, training=True), y), loss)
+
+    def _reset_fused_steps(self):
+        """Dense stacks in float32 with a fused loss and optimizer train in one kernel call
+        (fastnn._train_step): decided here, once; plans are made per batch size."""
+        eligible = (self.dtype == np.float32 and all(type(layer) is Dense for layer in self.layers)
+                    and self.loss is not None and self.loss.name in _train_step.LOSS_KINDS
+                    and getattr(self.optimizer, "fused_kind", None) in _train_step.OPTIMIZER_KINDS)
+        self._fused_steps = {} if eligible else None
+
+    def _fused_step(self, x, y):
+        """The one-call step for this batch, or None when the layer-by-layer path must run."""
+        steps = self._fused_steps
+        if steps is None or type(x) is not np.ndarray or x.dtype != np.float32 or x.ndim != 2 \
+                or not x.flags.c_contiguous or type(y) is not np.ndarray or y.dtype != np.int64 \
+                or y.ndim != 1 or not y.flags.c_contiguous or x.shape[1:] != self.input_shape:
+            return None
+        n = x.shape[0]
+        step = steps.get(n)
+        if step is None:
+            if len(steps) >= 2:  # the training batch and an epoch's short last one
+                steps.clear()
+            buffers = [_train_step.DenseBuffers(layer.buffers(n)["y"], layer.buffers(n)["dx"] if i else None,
+                                                layer.params["w"], layer.params["b"], layer.grads["w"],
+                                                layer.grads["b"], layer._act)
+                       for i, layer in enumerate(self.layers)]
+            dout = np.empty((n,) + self.output_shape, self.dtype)
+            step = steps[n] = _train_step.DenseTrainStep(
+                buffers, dout, self.params, self.grads, *self.optimizer.fused_state(),
+                _train_step.LOSS_KINDS[self.loss.name], _train_step.OPTIMIZER_KINDS[self.optimizer.fused_kind])
+        return step
 
     # -- validation of user data -----------------------------------------------------------------
     def _check_data(self, who, x, y=None):

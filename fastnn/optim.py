@@ -57,6 +57,16 @@ class SGD(Optimizer):
     def state_dict(self):
         return {"velocity": self.velocity} if self.momentum else {}
 
+    # For fastnn._train_step (the one-call step of Dense stacks): its state arrays, and the
+    # arguments of one update (read every step, so lr may change during training).
+    fused_kind = "SGD"
+
+    def fused_state(self):
+        return self.velocity, None
+
+    def fused_args(self):
+        return self.lr, self.momentum, self.weight_decay, 0.0, 0.0, 0.0, 0
+
     def get_config(self):
         return {"lr": self.lr, "momentum": self.momentum, "weight_decay": self.weight_decay}
 
@@ -83,6 +93,15 @@ class Adam(Optimizer):
 
     def state_dict(self):
         return {"m": self.m, "v": self.v, "t": self.t}
+
+    fused_kind = "Adam"  # see SGD.fused_kind
+
+    def fused_state(self):
+        return self.m, self.v
+
+    def fused_args(self):
+        self.t += 1  # as step() does
+        return self.lr, 0.0, 0.0, self.beta1, self.beta2, self.eps, self.t
 
     def get_config(self):
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}

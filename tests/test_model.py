@@ -78,24 +78,28 @@ def test_predict_any_batch_size_matches(rng):
     assert model.predict(x[:1]).shape == (1,)
 
 
-def test_steady_state_training_step_allocates_no_numpy_arrays(rng):
-    model = small_cnn()
-    x = rng.standard_normal((16, 2, 8, 10)).astype(np.float32)
-    y = rng.integers(0, 3, 16)
-    for _ in range(3):
-        model.train_step(x, y)
+def numpy_allocations_during(step, warm_up=3, repeats=20):
+    """Numpy allocations still alive after `repeats` calls of step() that follow a warm-up."""
+    for _ in range(warm_up):
+        step()
     tracemalloc.start()
     try:
         before = tracemalloc.take_snapshot()
-        for _ in range(20):
-            model.train_step(x, y)
+        for _ in range(repeats):
+            step()
         after = tracemalloc.take_snapshot()
     finally:
         tracemalloc.stop()
     domain = tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)
-    grown = [s for s in after.filter_traces([domain]).compare_to(before.filter_traces([domain]), "lineno")
-             if s.size_diff > 0 or s.count_diff > 0]
-    assert grown == [], grown
+    return [s for s in after.filter_traces([domain]).compare_to(before.filter_traces([domain]), "lineno")
+            if s.size_diff > 0 or s.count_diff > 0]
+
+
+def test_steady_state_training_step_allocates_no_numpy_arrays(rng):
+    model = small_cnn()
+    x = rng.standard_normal((16, 2, 8, 10)).astype(np.float32)
+    y = rng.integers(0, 3, 16)
+    assert numpy_allocations_during(lambda: model.train_step(x, y)) == []
 
 
 def test_save_load_round_trip_predicts_identically(tmp_path, rng):
@@ -255,3 +259,56 @@ def test_smaller_batch_reuses_the_larger_batch_buffers(rng):
     fresh_small.optimizer.velocity[...] = fresh.optimizer.velocity
     fresh_small.train_step(x[16:], y[16:])
     np.testing.assert_allclose(model.params, fresh_small.params, rtol=1e-6, atol=1e-7)
+
+
+# -- the one-call train step of float32 Dense stacks (src_c/train_step.pyx) ---------------------
+def _dense_stack(loss, optimizer):
+    return Sequential([Dense(20, "tanh", init="glorot"), Dense(16, "relu"), Dense(5, "sigmoid")],
+                      loss=loss, optimizer=optimizer, input_shape=(12,), seed=3)
+
+
+@pytest.mark.parametrize("num_threads", [1, 2])
+@pytest.mark.parametrize("loss,optimizer", [
+    (SoftmaxCrossEntropy, lambda: SGD(0.1)),
+    (MSE, lambda: SGD(0.5, momentum=0.9, weight_decay=1e-3)),
+    (SoftmaxCrossEntropy, lambda: Adam(0.01)),
+])
+def test_fused_dense_step_is_bit_identical_to_layer_by_layer(loss, optimizer, num_threads, rng, threads):
+    threads(num_threads)
+    fused, layered = _dense_stack(loss(), optimizer()), _dense_stack(loss(), optimizer())
+    layered._fused_steps = None  # forces the layer-by-layer path
+    x = rng.random((100, 12), dtype=np.float32)
+    y = rng.integers(0, 5, 100)
+    for start in range(0, 100, 32):  # includes a short last batch (4)
+        xb, yb = x[start:start + 32], y[start:start + 32]
+        assert fused.train_step(xb, yb) == layered.train_step(xb, yb)
+        assert fused.last_correct == layered.last_correct
+    assert sorted(fused._fused_steps) == [4, 32]  # the fused path really ran
+    np.testing.assert_array_equal(fused.params, layered.params)
+    if isinstance(fused.optimizer, Adam):
+        assert fused.optimizer.t == layered.optimizer.t == 4
+
+
+def test_fused_dense_step_falls_back_where_it_does_not_apply(rng):
+    model = _dense_stack(MSE(), SGD(0.1))
+    x = rng.random((8, 12), dtype=np.float32)
+    model.train_step(x, rng.random((8, 5)))                     # float targets
+    assert model._fused_steps == {}
+    assert small_cnn()._fused_steps is None                     # not a Dense stack
+    assert _dense_stack(MSE(), RandomSearch(0.1))._fused_steps is None
+
+
+def test_fused_dense_step_refuses_out_of_range_labels(rng):
+    model = _dense_stack(SoftmaxCrossEntropy(), SGD(0.1))
+    x = rng.random((8, 12), dtype=np.float32)
+    with pytest.raises(ValueError, match="labels must be in"):
+        model.train_step(x, np.array([0, 1, 2, 3, 4, 5, 0, 1]))
+    with pytest.raises(ValueError, match="labels must be in"):
+        model.train_step(x, np.array([0, 1, 2, 3, 4, -1, 0, 1]))
+
+
+def test_fused_dense_step_allocates_no_numpy_arrays(rng):
+    model = _dense_stack(SoftmaxCrossEntropy(), SGD(0.1, momentum=0.9))
+    x, y = rng.random((16, 12), dtype=np.float32), rng.integers(0, 5, 16)
+    assert numpy_allocations_during(lambda: model.train_step(x, y)) == []
+    assert model._fused_steps
