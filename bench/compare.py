@@ -179,6 +179,7 @@ def step_overhead(name, threads, repeats, steps=2000):
         model.train_step(xb, yb)
     l1, l2 = model.layers
     b1, b2, n, opt = l1.buffers(len(x)), l2.buffers(len(x)), threads, model.optimizer
+    model.loss(model.forward(x, training=True), y)  # train_step's one-call path leaves no loss.grad
     grad = model.loss.grad
     loss_name = "mse_labels" if model.loss.name == "MSE" else "softmax_cross_entropy"
     loss_kernel = getattr(_loss, loss_name)["float"]

@@ -247,10 +247,11 @@ class Sequential:
     def _outputs(self, x, batch_size, fn):
         self._check_data("predict", x)
         batch_size = self._eval_batch("predict", batch_size)
-        parts = []
         with self._lock:
-            for xb, _ in self._batches(x, None, batch_size):
-                parts.append(fn(self.forward(xb, training=False)))
+            if len(x) <= batch_size and x.dtype == self.dtype and x.flags.c_contiguous:
+                # One batch as given (batch-1 serving): no staging, generator or concatenate.
+                return fn(self.forward(x, training=False))
+            parts = [fn(self.forward(xb, training=False)) for xb, _ in self._batches(x, None, batch_size)]
         return np.concatenate(parts)
 
     def predict(self, x, batch_size=None):

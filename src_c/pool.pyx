@@ -11,6 +11,30 @@ cdef enum:
     PARALLEL_MIN_WORK = 32768
 
 
+cdef inline void _maxpool2x2_row(floating* y, int64_t* argmax, const floating* x, Py_ssize_t W,
+                                 Py_ssize_t Q, int64_t offset) noexcept nogil:
+    # One output row of a 2x2 stride-2 pool: x points at input row 2p, offset = 2p*W.
+    # The generic loop's scan (a, b, then c, d of the next row; strict >; a NaN wins) as a
+    # tree of depth 2: max(a, b) and max(c, d) are independent, so the CPU overlaps them
+    # (the 4-step chain made this pass 9 ns per output).
+    cdef Py_ssize_t q
+    cdef floating a, b, c, d, top, bottom
+    cdef int64_t top_at, bottom_at
+    cdef bint take
+    for q in range(Q):
+        a, b = x[2 * q], x[2 * q + 1]
+        c, d = x[W + 2 * q], x[W + 2 * q + 1]
+        take = (b > a) | (b != b)
+        top = b if take else a
+        top_at = 2 * q + take
+        take = (d > c) | (d != d)
+        bottom = d if take else c
+        bottom_at = W + 2 * q + take
+        take = (bottom > top) | (bottom != bottom)
+        y[q] = bottom if take else top
+        argmax[q] = offset + (bottom_at if take else top_at)
+
+
 cdef void maxpool2d_forward_kernel(floating[:, :, :, ::1] y, int64_t[:, :, :, ::1] argmax,
                                    const floating[:, :, :, ::1] x, int kernel_h, int kernel_w,
                                    int stride_h, int stride_w, int num_threads) noexcept nogil:
@@ -25,6 +49,12 @@ cdef void maxpool2d_forward_kernel(floating[:, :, :, ::1] y, int64_t[:, :, :, ::
     cdef floating best, v
     if planes * P * Q * kernel_h * kernel_w < PARALLEL_MIN_WORK:
         num_threads = 1
+    if kernel_h == 2 and kernel_w == 2 and stride_h == 2 and stride_w == 2:
+        for pl in prange(planes, schedule='static', num_threads=num_threads):
+            for p in range(P):
+                _maxpool2x2_row(y0 + (pl * P + p) * Q, a0 + (pl * P + p) * Q,
+                                x0 + pl * H * W + 2 * p * W, W, Q, 2 * p * W)
+        return
     for pl in prange(planes, schedule='static', num_threads=num_threads):
         xp = x0 + pl * H * W
         for p in range(P):

@@ -66,6 +66,31 @@ def test_argmax_is_flat_index_in_plane_and_ties_pick_first():
     assert ops.maxpool2d_forward(x, 2)[1][0, 0, 0, 0] == 1
 
 
+def _scan_pool(x, k, stride):
+    """PyTorch's CPU scan: row-major over the window, take v when v > best or v is NaN."""
+    n, c, h, w = x.shape
+    p, q = (h - k) // stride + 1, (w - k) // stride + 1
+    y, at = np.empty((n, c, p, q), x.dtype), np.empty((n, c, p, q), np.int64)
+    for i, j, a, b in np.ndindex(n, c, p, q):
+        best_at = a * stride * w + b * stride
+        for r, s in np.ndindex(k, k):
+            v, here = x[i, j].flat[(a * stride + r) * w + b * stride + s], (a * stride + r) * w + b * stride + s
+            if v > x[i, j].flat[best_at] or np.isnan(v):
+                best_at = here
+        y[i, j, a, b], at[i, j, a, b] = x[i, j].flat[best_at], best_at
+    return y, at
+
+
+@pytest.mark.parametrize("k,stride", [(2, 2), (3, 2), (2, 1)])  # (2, 2) has its own kernel path
+def test_maxpool_ties_and_nans_follow_the_scan_order(k, stride, dtype, rng):
+    x = rng.integers(0, 3, (2, 3, 7, 9)).astype(dtype)  # many ties
+    x[rng.random(x.shape) < 0.1] = np.nan
+    y, argmax = ops.maxpool2d_forward(x, k, stride)
+    want_y, want_at = _scan_pool(x, k, stride)
+    np.testing.assert_array_equal(argmax, want_at)
+    np.testing.assert_array_equal(y, want_y)  # NaNs compare equal here
+
+
 def test_depool_accumulates_where_overlapping_windows_share_a_max():
     x = np.zeros((1, 1, 3, 3))
     x[0, 0, 1, 1] = 9  # the centre is the max of all four overlapping 2x2 windows
