@@ -312,3 +312,16 @@ def test_fused_dense_step_allocates_no_numpy_arrays(rng):
     x, y = rng.random((16, 12), dtype=np.float32), rng.integers(0, 5, 16)
     assert numpy_allocations_during(lambda: model.train_step(x, y)) == []
     assert model._fused_steps
+
+
+def test_inference_chunks_keep_layer_buffers_under_the_budget(rng, monkeypatch):
+    import fastnn.model
+    model = small_cnn()
+    x = rng.standard_normal((300, 2, 8, 10)).astype(np.float32)
+    want = model.predict_raw(x, batch_size=7)
+    monkeypatch.setattr(fastnn.model, "EVAL_BUFFER_BYTES", 40 * model._sample_bytes)
+    for layer in model.layers:
+        layer.release_buffers()
+    np.testing.assert_array_equal(model.predict_raw(x, batch_size=300), want)
+    assert max(n for layer in model.layers for n in layer._buffers) == 40
+    assert model.evaluate(x, rng.integers(0, 3, 300), batch_size=1000)["total"] == 300
