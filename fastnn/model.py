@@ -251,7 +251,7 @@ class Sequential:
     def _eval_batch(self, who, batch_size):
         """The chunk evaluate/predict run at: `batch_size`, by default the training batch size
         (its buffers already exist), and never more than EVAL_BUFFER_BYTES of layer buffers
-        beyond those. The results are the same for any chunk size."""
+        beyond those. Any chunk gives the same results up to float rounding."""
         trained = getattr(self, "train_batch_size", None)
         wanted = (trained or EVAL_BATCH) if batch_size is None else check.positive_int(who, "batch_size", batch_size)
         if self._sample_bytes is None:

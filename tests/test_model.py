@@ -322,6 +322,7 @@ def test_inference_chunks_keep_layer_buffers_under_the_budget(rng, monkeypatch):
     monkeypatch.setattr(fastnn.model, "EVAL_BUFFER_BYTES", 40 * model._sample_bytes)
     for layer in model.layers:
         layer.release_buffers()
-    np.testing.assert_array_equal(model.predict_raw(x, batch_size=300), want)
+    # GEMM blocking depends on the chunk: equal up to float32 rounding
+    np.testing.assert_allclose(model.predict_raw(x, batch_size=300), want, rtol=1e-5, atol=1e-6)
     assert max(n for layer in model.layers for n in layer._buffers) == 40
     assert model.evaluate(x, rng.integers(0, 3, 300), batch_size=1000)["total"] == 300
