@@ -11,3 +11,9 @@ cdef void dense_backward_kernel(floating[:, ::1] dx, floating[:, ::1] dw, floati
                                 floating[:, ::1] dy, const floating[:, ::1] x,
                                 const floating[:, ::1] w, const floating[:, ::1] y, int act,
                                 bint need_dx, int num_threads) noexcept nogil
+# dense_backward_kernel + plain SGD on w and b (the dW GEMM updates w in place; dw is never
+# written, db is). For the one-call train step (train_step.pyx).
+cdef void dense_backward_sgd_kernel(floating[:, ::1] dx, floating[:, ::1] w, floating[::1] b,
+                                    floating[::1] db, floating[:, ::1] dy,
+                                    const floating[:, ::1] x, const floating[:, ::1] y, int act,
+                                    bint need_dx, floating lr, int num_threads) noexcept nogil

@@ -52,6 +52,32 @@ cdef void dense_backward_kernel(floating[:, ::1] dx, floating[:, ::1] dw, floati
             db[c] += dy[r, c]
 
 
+cdef void dense_backward_sgd_kernel(floating[:, ::1] dx, floating[:, ::1] w, floating[::1] b,
+                                    floating[::1] db, floating[:, ::1] dy,
+                                    const floating[:, ::1] x, const floating[:, ::1] y, int act,
+                                    bint need_dx, floating lr, int num_threads) noexcept nogil:
+    # dense_backward_kernel followed by plain SGD (w -= lr * dw, b -= lr * db), with the weight
+    # step done by the dW GEMM itself (alpha = -lr, beta = 1): no dw written, no second pass
+    # over w. The same fma(-lr, dw, w) per weight as sgd_update_kernel; db is still written.
+    cdef Py_ssize_t n = x.shape[0], i = x.shape[1], o = w.shape[0], r, c
+    if act != ACT_NONE:
+        for r in prange(n, schedule='static', num_threads=1 if n * o < PARALLEL_MIN_WORK else num_threads):
+            for c in range(o):
+                dy[r, c] = dy[r, c] * activation_slope(act, y[r, c])
+    if need_dx:  # with the weights before this step
+        gemm_parallel(False, False, <int>n, <int>i, <int>o, <floating>1, &dy[0, 0], <int>o,
+                      &w[0, 0], <int>i, <floating>0, &dx[0, 0], <int>i, num_threads)
+    gemm_parallel(True, False, <int>o, <int>i, <int>n, -lr, &dy[0, 0], <int>o,
+                  &x[0, 0], <int>i, <floating>1, &w[0, 0], <int>i, num_threads)
+    for c in range(o):
+        db[c] = 0
+    for r in range(n):
+        for c in range(o):
+            db[c] += dy[r, c]
+    for c in range(o):
+        b[c] -= lr * db[c]
+
+
 def dense_forward(floating[:, ::1] y, const floating[:, ::1] x, const floating[:, ::1] w,
                   const floating[::1] b, int act, int num_threads):
     """act: 0 none, 1 relu, 2 sigmoid, 3 tanh (src_c/_elementwise.pxd)."""

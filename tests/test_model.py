@@ -268,12 +268,14 @@ def _dense_stack(loss, optimizer):
 
 
 @pytest.mark.parametrize("num_threads", [1, 2])
-@pytest.mark.parametrize("loss,optimizer", [
-    (SoftmaxCrossEntropy, lambda: SGD(0.1)),
-    (MSE, lambda: SGD(0.5, momentum=0.9, weight_decay=1e-3)),
-    (SoftmaxCrossEntropy, lambda: Adam(0.01)),
+@pytest.mark.parametrize("loss,optimizer,exact", [
+    # Plain SGD is applied by the dW GEMM itself (alpha = -lr, beta = 1): the same formula,
+    # but the compiler may round w - lr * dw once or twice, so the last bit may differ.
+    (SoftmaxCrossEntropy, lambda: SGD(0.1), False),
+    (MSE, lambda: SGD(0.5, momentum=0.9, weight_decay=1e-3), True),
+    (SoftmaxCrossEntropy, lambda: Adam(0.01), True),
 ])
-def test_fused_dense_step_is_bit_identical_to_layer_by_layer(loss, optimizer, num_threads, rng, threads):
+def test_fused_dense_step_matches_layer_by_layer(loss, optimizer, exact, num_threads, rng, threads):
     threads(num_threads)
     fused, layered = _dense_stack(loss(), optimizer()), _dense_stack(loss(), optimizer())
     layered._fused_steps = None  # forces the layer-by-layer path
@@ -281,12 +283,31 @@ def test_fused_dense_step_is_bit_identical_to_layer_by_layer(loss, optimizer, nu
     y = rng.integers(0, 5, 100)
     for start in range(0, 100, 32):  # includes a short last batch (4)
         xb, yb = x[start:start + 32], y[start:start + 32]
-        assert fused.train_step(xb, yb) == layered.train_step(xb, yb)
-        assert fused.last_correct == layered.last_correct
+        fused_loss, layered_loss = fused.train_step(xb, yb), layered.train_step(xb, yb)
+        if exact:
+            assert fused_loss == layered_loss and fused.last_correct == layered.last_correct
+        else:
+            assert fused_loss == pytest.approx(layered_loss, rel=1e-5)
     assert sorted(fused._fused_steps) == [4, 32]  # the fused path really ran
-    np.testing.assert_array_equal(fused.params, layered.params)
+    if exact:
+        np.testing.assert_array_equal(fused.params, layered.params)
+    else:
+        np.testing.assert_allclose(fused.params, layered.params, rtol=1e-5, atol=1e-6)
     if isinstance(fused.optimizer, Adam):
         assert fused.optimizer.t == layered.optimizer.t == 4
+
+
+def test_fused_plain_sgd_matches_layer_by_layer_on_the_presets(rng):
+    from fastnn import zoo
+    for name, batch in (("nielsen", 10), ("spiral", 30)):
+        fused, layered = zoo.get(name).build(seed=0), zoo.get(name).build(seed=0)
+        layered._fused_steps = None
+        x = rng.random((batch * 20, fused.input_shape[0]), dtype=np.float32)
+        y = rng.integers(0, fused.output_shape[0], batch * 20)
+        for start in range(0, len(x), batch):
+            fused.train_step(x[start:start + batch], y[start:start + batch])
+            layered.train_step(x[start:start + batch], y[start:start + batch])
+        np.testing.assert_allclose(fused.params, layered.params, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
 def test_fused_dense_step_falls_back_where_it_does_not_apply(rng):
