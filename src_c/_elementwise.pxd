@@ -1,7 +1,11 @@
 # Element-wise activation math shared by the activation kernels and the fused dense kernel.
 # Derivatives take the activation's OUTPUT y (all three can be written in terms of it).
+cimport cython
 from cython cimport floating
-from libc.math cimport exp, expf, tanh, tanhf
+from libc.math cimport exp, tanh, tanhf
+
+cdef extern from "fastnn_expf.h" nogil:
+    float fastnn_expf(float x)  # vectorisable (see the header); float64 keeps libm's exp
 
 cdef enum Activation:
     ACT_NONE = 0
@@ -10,10 +14,13 @@ cdef enum Activation:
     ACT_TANH = 3
 
 
+@cython.cdivision(True)  # the modules' directive does not reach a .pxd: no zero check here
 cdef inline floating sigmoid_of(floating z) noexcept nogil:
-    # exp(-z) overflows to inf for very negative z, giving exactly 0: no NaN either way.
+    # float64: exp(-z) overflows to inf for very negative z, giving exactly 0: no NaN either
+    # way. float32: fastnn_expf clamps instead, giving 6e-39 there (and exactly 1 for z > 87).
+    # Constants typed as floating: a bare 1 made Cython compute float32 sigmoids in double.
     if floating is float:
-        return 1 / (1 + expf(-z))
+        return (<floating>1) / ((<floating>1) + fastnn_expf(-z))
     else:
         return 1 / (1 + exp(-z))
 
@@ -44,3 +51,36 @@ cdef inline floating activation_slope(int act, floating y) noexcept nogil:
     if act == ACT_TANH:
         return 1 - y * y
     return 1
+
+
+# Row versions with the activation switch outside the loop and raw pointers, so gcc vectorises
+# them (indexing memoryviews inside prange, or switching per element, kept these loops scalar).
+cdef inline void bias_activate_row(floating* y, const floating* b, Py_ssize_t n, int act) noexcept nogil:
+    # y (n,) = activate(act, y + b)
+    cdef Py_ssize_t c
+    if act == ACT_RELU:
+        for c in range(n):
+            y[c] = (y[c] + b[c]) * ((y[c] + b[c]) > 0)
+    elif act == ACT_SIGMOID:
+        for c in range(n):
+            y[c] = sigmoid_of(y[c] + b[c])
+    elif act == ACT_TANH:
+        for c in range(n):
+            y[c] = tanh_of(y[c] + b[c])
+    else:
+        for c in range(n):
+            y[c] = y[c] + b[c]
+
+
+cdef inline void slope_row(floating* dy, const floating* y, Py_ssize_t n, int act) noexcept nogil:
+    # dy (n,) *= d activate / dz, from y = activate(z)
+    cdef Py_ssize_t c
+    if act == ACT_RELU:
+        for c in range(n):
+            dy[c] = dy[c] * (y[c] > 0)
+    elif act == ACT_SIGMOID:
+        for c in range(n):
+            dy[c] = dy[c] * (y[c] * (1 - y[c]))
+    elif act == ACT_TANH:
+        for c in range(n):
+            dy[c] = dy[c] * (1 - y[c] * y[c])

@@ -38,31 +38,41 @@ cdef void relu_backward_kernel(floating[::1] dx, const floating[::1] dy, const f
 cdef void sigmoid_forward_kernel(floating[::1] y, const floating[::1] x, int num_threads) noexcept nogil:
     # x (n,) -> y (n,) = 1 / (1 + exp(-x))
     cdef Py_ssize_t n = x.shape[0], i
+    cdef floating* yp = &y[0]
+    cdef const floating* xp = &x[0]
     for i in prange(n, schedule='static', num_threads=_threads(n, num_threads)):
-        y[i] = sigmoid_of(x[i])
+        yp[i] = sigmoid_of(xp[i])
 
 
 cdef void sigmoid_backward_kernel(floating[::1] dx, const floating[::1] dy, const floating[::1] y,
                                   int num_threads) noexcept nogil:
     # dy (n,), y = sigmoid(x) (n,) -> dx (n,) = dy * y * (1 - y)
     cdef Py_ssize_t n = y.shape[0], i
+    cdef floating* dxp = &dx[0]
+    cdef const floating* dyp = &dy[0]
+    cdef const floating* yp = &y[0]
     for i in prange(n, schedule='static', num_threads=_threads(n, num_threads)):
-        dx[i] = dy[i] * y[i] * (1 - y[i])
+        dxp[i] = dyp[i] * yp[i] * (1 - yp[i])
 
 
 cdef void tanh_forward_kernel(floating[::1] y, const floating[::1] x, int num_threads) noexcept nogil:
     # x (n,) -> y (n,) = tanh(x)
     cdef Py_ssize_t n = x.shape[0], i
+    cdef floating* yp = &y[0]
+    cdef const floating* xp = &x[0]
     for i in prange(n, schedule='static', num_threads=_threads(n, num_threads)):
-        y[i] = tanh_of(x[i])
+        yp[i] = tanh_of(xp[i])
 
 
 cdef void tanh_backward_kernel(floating[::1] dx, const floating[::1] dy, const floating[::1] y,
                                int num_threads) noexcept nogil:
     # dy (n,), y = tanh(x) (n,) -> dx (n,) = dy * (1 - y^2)
     cdef Py_ssize_t n = y.shape[0], i
+    cdef floating* dxp = &dx[0]
+    cdef const floating* dyp = &dy[0]
+    cdef const floating* yp = &y[0]
     for i in prange(n, schedule='static', num_threads=_threads(n, num_threads)):
-        dx[i] = dy[i] * (1 - y[i] * y[i])
+        dxp[i] = dyp[i] * (1 - yp[i] * yp[i])
 
 
 def relu_forward(floating[::1] y, const floating[::1] x, int num_threads):

@@ -5,7 +5,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from _blas cimport (gemm_parallel, fastnn_bind_gemm, fastnn_sgemm_ptr, fastnn_small_sgemm,
                     fastnn_small_gemm_avx2, FASTNN_ROW_MAJOR, FASTNN_TRANS, FASTNN_NO_TRANS)
-from _elementwise cimport activate, activation_slope, ACT_NONE
+from _elementwise cimport bias_activate_row, slope_row, ACT_NONE
 
 include "_bind.pxi"
 
@@ -24,8 +24,30 @@ cdef void dense_forward_kernel(floating[:, ::1] y, const floating[:, ::1] x,
     if n * o < PARALLEL_MIN_WORK:
         num_threads = 1
     for r in prange(n, schedule='static', num_threads=num_threads):
+        bias_activate_row(&y[r, 0], &b[0], o, act)
+
+
+cdef inline void _dz_and_dx(floating[:, ::1] dx, floating[:, ::1] dy, const floating[:, ::1] w,
+                            const floating[:, ::1] y, int act, bint need_dx,
+                            int num_threads) noexcept nogil:
+    # dy -> dz = dy * act'(y) in place, then dx = dz @ w (w as it is before any update)
+    cdef Py_ssize_t n = dy.shape[0], i = w.shape[1], o = w.shape[0], r, c
+    if act != ACT_NONE:
+        for r in prange(n, schedule='static', num_threads=1 if n * o < PARALLEL_MIN_WORK else num_threads):
+            slope_row(&dy[r, 0], &y[r, 0], o, act)
+    if need_dx:
+        gemm_parallel(False, False, <int>n, <int>i, <int>o, <floating>1, &dy[0, 0], <int>o,
+                      &w[0, 0], <int>i, <floating>0, &dx[0, 0], <int>i, num_threads)
+
+
+cdef inline void _bias_grad(floating[::1] db, const floating[:, ::1] dz) noexcept nogil:
+    # db (O,) = column sums of dz (N, O); row by row: memory order, vectorises over c
+    cdef Py_ssize_t n = dz.shape[0], o = dz.shape[1], r, c
+    for c in range(o):
+        db[c] = 0
+    for r in range(n):
         for c in range(o):
-            y[r, c] = activate(act, y[r, c] + b[c])
+            db[c] += dz[r, c]
 
 
 cdef void dense_backward_kernel(floating[:, ::1] dx, floating[:, ::1] dw, floating[::1] db,
@@ -34,22 +56,11 @@ cdef void dense_backward_kernel(floating[:, ::1] dx, floating[:, ::1] dw, floati
                                 bint need_dx, int num_threads) noexcept nogil:
     # dy (N, O), x (N, I), w (O, I), y (N, O) -> dx (N, I), dw (O, I), db (O,)
     # With an activation, dy is first turned in place into dz = dy * act'(y).
-    cdef Py_ssize_t n = x.shape[0], i = x.shape[1], o = w.shape[0], r, c
-    if act != ACT_NONE:
-        for r in prange(n, schedule='static', num_threads=1 if n * o < PARALLEL_MIN_WORK else num_threads):
-            for c in range(o):
-                dy[r, c] = dy[r, c] * activation_slope(act, y[r, c])
-    if need_dx:
-        gemm_parallel(False, False, <int>n, <int>i, <int>o, <floating>1, &dy[0, 0], <int>o,
-                      &w[0, 0], <int>i, <floating>0, &dx[0, 0], <int>i, num_threads)
+    cdef Py_ssize_t n = x.shape[0], i = x.shape[1], o = w.shape[0]
+    _dz_and_dx(dx, dy, w, y, act, need_dx, num_threads)
     gemm_parallel(True, False, <int>o, <int>i, <int>n, <floating>1, &dy[0, 0], <int>o,
                   &x[0, 0], <int>i, <floating>0, &dw[0, 0], <int>i, num_threads)
-    # Row-wise sum: memory order, vectorises over c.
-    for c in range(o):
-        db[c] = 0
-    for r in range(n):
-        for c in range(o):
-            db[c] += dy[r, c]
+    _bias_grad(db, dy)
 
 
 cdef void dense_backward_sgd_kernel(floating[:, ::1] dx, floating[:, ::1] w, floating[::1] b,
@@ -58,22 +69,12 @@ cdef void dense_backward_sgd_kernel(floating[:, ::1] dx, floating[:, ::1] w, flo
                                     bint need_dx, floating lr, int num_threads) noexcept nogil:
     # dense_backward_kernel followed by plain SGD (w -= lr * dw, b -= lr * db), with the weight
     # step done by the dW GEMM itself (alpha = -lr, beta = 1): no dw written, no second pass
-    # over w. The same fma(-lr, dw, w) per weight as sgd_update_kernel; db is still written.
-    cdef Py_ssize_t n = x.shape[0], i = x.shape[1], o = w.shape[0], r, c
-    if act != ACT_NONE:
-        for r in prange(n, schedule='static', num_threads=1 if n * o < PARALLEL_MIN_WORK else num_threads):
-            for c in range(o):
-                dy[r, c] = dy[r, c] * activation_slope(act, y[r, c])
-    if need_dx:  # with the weights before this step
-        gemm_parallel(False, False, <int>n, <int>i, <int>o, <floating>1, &dy[0, 0], <int>o,
-                      &w[0, 0], <int>i, <floating>0, &dx[0, 0], <int>i, num_threads)
+    # over w. The same formula as sgd_update_kernel; db is still written.
+    cdef Py_ssize_t n = x.shape[0], i = x.shape[1], o = w.shape[0], c
+    _dz_and_dx(dx, dy, w, y, act, need_dx, num_threads)
     gemm_parallel(True, False, <int>o, <int>i, <int>n, -lr, &dy[0, 0], <int>o,
                   &x[0, 0], <int>i, <floating>1, &w[0, 0], <int>i, num_threads)
-    for c in range(o):
-        db[c] = 0
-    for r in range(n):
-        for c in range(o):
-            db[c] += dy[r, c]
+    _bias_grad(db, dy)
     for c in range(o):
         b[c] -= lr * db[c]
 
