@@ -113,3 +113,16 @@ def test_in_place_refuses_read_only():
     x.flags.writeable = False
     with pytest.raises(ValueError, match="writable"):
         ops.sigmoid_(x)
+
+
+def test_float32_sigmoid_is_accurate_everywhere():
+    # fastnn_expf.h (vectorised Cephes exp) against float64, over the whole useful range
+    x = np.linspace(-90, 90, 400_001, dtype=np.float32)
+    want = 1 / (1 + np.exp(-x.astype(np.float64)))
+    got = ops.sigmoid(x).astype(np.float64)
+    normal = want > np.finfo(np.float32).tiny
+    assert (np.abs(got - want)[normal] / want[normal]).max() < 5e-7
+    assert (got[~normal] < 1e-37).all()
+    special = ops.sigmoid(np.array([np.nan, np.inf, -np.inf, -88.5, 88.5], np.float32))
+    assert np.isnan(special[0]) and special[1] == 1 and special[2] == 0 and special[3] == 0 \
+        and special[4] == 1
