@@ -236,6 +236,8 @@ class _ArraySource:
     kind = "arrays"
 
     def __init__(self, model, x, y, batch_size, shuffle, seed):
+        if y is not None and y.dtype.kind in "iu" and y.dtype != np.int64:
+            y = y.astype(np.int64)  # once: int64 labels let Dense stacks take the one-call step
         self.model, self.x, self.y, self.batch_size, self.shuffle = model, x, y, batch_size, shuffle
         self.rng = np.random.default_rng(seed)
         self.order = np.arange(x.shape[0]) if shuffle else None

@@ -347,3 +347,12 @@ def test_inference_chunks_keep_layer_buffers_under_the_budget(rng, monkeypatch):
     np.testing.assert_allclose(model.predict_raw(x, batch_size=300), want, rtol=1e-5, atol=1e-6)
     assert max(n for layer in model.layers for n in layer._buffers) == 40
     assert model.evaluate(x, rng.integers(0, 3, 300), batch_size=1000)["total"] == 300
+
+
+def test_fit_with_uint8_labels_takes_the_fused_step_and_matches_int64(rng):
+    x, y = rng.random((64, 12), dtype=np.float32), rng.integers(0, 5, 64)
+    a, b = _dense_stack(SoftmaxCrossEntropy(), SGD(0.1)), _dense_stack(SoftmaxCrossEntropy(), SGD(0.1))
+    a.fit(x, y.astype(np.uint8), epochs=2, batch_size=16, seed=1, verbose=0)
+    b.fit(x, y, epochs=2, batch_size=16, seed=1, verbose=0)
+    assert a._fused_steps and sorted(a._fused_steps) == [16]
+    np.testing.assert_array_equal(a.params, b.params)
