@@ -73,6 +73,7 @@ def info():
         "blas": _blas.scipy_openblas_get_config().decode(),
         "blas_library": _blas_path,
         "blas_threads": _blas.scipy_openblas_get_num_threads(),
+        "small_gemm_simd": _dense.small_gemm_simd(),  # fastnn_small_gemm.h's build picked here
         "num_threads": _num_threads,
     }
 

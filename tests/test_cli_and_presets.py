@@ -128,6 +128,7 @@ def test_shuffle_then_train_from_the_stream(tmp_path):
 def test_info_and_no_command():
     code, out, _ = run_cli("info")
     assert code == 0 and "openmp" in out and "blas" in out
+    assert "small_gemm_simd" in out and fastnn.info()["small_gemm_simd"] in ("avx2+fma", "baseline")
     assert main([]) == 2
 
 
