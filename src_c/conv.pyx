@@ -47,6 +47,16 @@ cdef void _im2col_row(floating* dst, const floating* x, Py_ssize_t row, const Ge
     cdef Py_ssize_t n, p, q, h, off, q0, q1
     cdef floating* d
     cdef const floating* src
+    if g.ph == 0 and g.pw == 0 and g.sh == 1 and g.sw == 1:
+        # LeNet's case: every window row is inside x, so each (n, p) is a plain copy of Q
+        # values; without the bounds and padding logic per 8-value row (conv2), im2col ran 2x faster.
+        for n in range(g.N):
+            src = x + ((n * g.C + c) * g.H + r) * g.W + s
+            d = dst + n * g.P * g.Q
+            for p in range(g.P):
+                for q in range(g.Q):
+                    d[p * g.Q + q] = src[p * g.W + q]
+        return
     _q_range(g, s, &q0, &q1)
     for n in range(g.N):
         src = x + (n * g.C + c) * g.H * g.W
@@ -76,6 +86,15 @@ cdef void _col2im_plane(floating* dx, const floating* col, Py_ssize_t n, Py_ssiz
     cdef Py_ssize_t NPQ = g.N * g.P * g.Q, r, s, p, q, h, off, q0, q1
     cdef const floating* src
     memset(dx, 0, g.H * g.W * sizeof(floating))
+    if g.ph == 0 and g.pw == 0 and g.sh == 1 and g.sw == 1:
+        # No padding, stride 1 (LeNet): no bounds per row; the same additions in the same order.
+        for r in range(g.R):
+            for s in range(g.S):
+                src = col + ((c * g.R + r) * g.S + s) * NPQ + n * g.P * g.Q
+                for p in range(g.P):
+                    for q in range(g.Q):
+                        dx[(p + r) * g.W + s + q] += src[p * g.Q + q]
+        return
     for r in range(g.R):
         for s in range(g.S):
             _q_range(g, s, &q0, &q1)
