@@ -66,7 +66,12 @@ static inline __attribute__((always_inline)) void fastnn_dot_block(
                                           c + i * ldc + j);
 }
 
-static inline __attribute__((always_inline)) void fastnn_gemm_dot_body(
+/* k per pass of the dot shape, for long inner dimensions only (LeNet conv1's dW: k = 36,864):
+ * a pass's slices of up to 64 rows of A and B (128 KB) stay in L2, instead of every 4-row panel
+ * of B being streamed from L3 again for each 2 rows of A. */
+enum { FASTNN_DOT_KC = 512 };
+
+static inline __attribute__((always_inline)) void fastnn_gemm_dot_pass(
         int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
         float beta, float *c, int ldc) {
     int i, j;
@@ -82,6 +87,20 @@ static inline __attribute__((always_inline)) void fastnn_gemm_dot_body(
             fastnn_dot_block(2, n - j, k, alpha, a + i * lda, lda, b + j * ldb, ldb, beta, c + i * ldc + j, ldc);
         if (i < m)
             fastnn_dot_block(1, n - j, k, alpha, a + i * lda, lda, b + j * ldb, ldb, beta, c + i * ldc + j, ldc);
+    }
+}
+
+static inline __attribute__((always_inline)) void fastnn_gemm_dot_body(
+        int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
+        float beta, float *c, int ldc) {
+    int p0;
+    if (k <= 8 * FASTNN_DOT_KC || m + n > 64) {
+        fastnn_gemm_dot_pass(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    for (p0 = 0; p0 < k; p0 += FASTNN_DOT_KC) {  /* later passes add to C (beta = 1) */
+        int kc = k - p0 < FASTNN_DOT_KC ? k - p0 : FASTNN_DOT_KC;
+        fastnn_gemm_dot_pass(m, n, kc, alpha, a + p0, lda, b + p0, ldb, p0 ? 1.0f : beta, c, ldc);
     }
 }
 

@@ -101,7 +101,8 @@ def test_set_num_threads_validates():
 # -- the small-batch GEMM (src_c/fastnn_small_gemm.h) against numpy, every orientation and tail --
 @pytest.mark.parametrize("trans_a,trans_b", [(False, True), (False, False), (True, False)])
 @pytest.mark.parametrize("m,n,k", [(1, 1, 1), (1, 500, 800), (2, 4, 8), (3, 5, 9), (10, 30, 784),
-                                   (17, 33, 17), (30, 784, 10), (33, 16, 7), (5, 47, 64)])
+                                   (17, 33, 17), (30, 784, 10), (33, 16, 7), (5, 47, 64),
+                                   (5, 7, 9000)])  # k > 4096: the dot shape's L2-sized passes
 @pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (-0.5, 1.0), (2.0, 0.25)])
 def test_small_sgemm_matches_numpy(trans_a, trans_b, m, n, k, alpha, beta, rng):
     a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
