@@ -16,8 +16,8 @@ cdef enum Activation:
 
 @cython.cdivision(True)  # the modules' directive does not reach a .pxd: no zero check here
 cdef inline floating sigmoid_of(floating z) noexcept nogil:
-    # float64: exp(-z) overflows to inf for very negative z, giving exactly 0: no NaN either
-    # way. float32: fastnn_expf clamps instead, giving 6e-39 there (and exactly 1 for z > 87).
+    # exp(-z) is inf for very negative z (fastnn_expf above 88, libm's exp above 709), giving
+    # exactly 0, and 0 for very positive z, giving exactly 1: no NaN either way.
     # Constants typed as floating: a bare 1 made Cython compute float32 sigmoids in double.
     if floating is float:
         return (<floating>1) / ((<floating>1) + fastnn_expf(-z))
@@ -32,29 +32,8 @@ cdef inline floating tanh_of(floating z) noexcept nogil:
         return tanh(z)
 
 
-cdef inline floating activate(int act, floating z) noexcept nogil:
-    if act == ACT_RELU:
-        return z * (z > 0)  # branch-free: a sign branch mispredicts half the time
-    if act == ACT_SIGMOID:
-        return sigmoid_of(z)
-    if act == ACT_TANH:
-        return tanh_of(z)
-    return z
-
-
-cdef inline floating activation_slope(int act, floating y) noexcept nogil:
-    # d activate / dz, from y = activate(z)
-    if act == ACT_RELU:
-        return y > 0
-    if act == ACT_SIGMOID:
-        return y * (1 - y)
-    if act == ACT_TANH:
-        return 1 - y * y
-    return 1
-
-
-# Row versions with the activation switch outside the loop and raw pointers, so gcc vectorises
-# them (indexing memoryviews inside prange, or switching per element, kept these loops scalar).
+# Bias + activation and its slope, a row at a time: the switch outside the loop and raw pointers,
+# so gcc vectorises them (indexing memoryviews inside prange, or switching per element, did not).
 cdef inline void bias_activate_row(floating* y, const floating* b, Py_ssize_t n, int act) noexcept nogil:
     # y (n,) = activate(act, y + b)
     cdef Py_ssize_t c

@@ -15,26 +15,6 @@ cdef enum:
     PARALLEL_MIN_WORK = 32768
 
 
-cdef inline void _maxpool2x2_row(floating* y, int64_t* argmax, const floating* x, Py_ssize_t W,
-                                 Py_ssize_t Q, int64_t offset) noexcept nogil:
-    # One output row of a 2x2 stride-2 pool (float64; float32 takes the vector version in
-    # fastnn_pool2x2.h): x points at input row 2p, offset = 2p*W. The generic loop's scan
-    # (a, b, then c, d of the next row; strict >; a NaN wins) as a tree of depth 2.
-    # Branch-free: the winners' indices come from the compare bits by arithmetic and their
-    # values by a load (gcc compiled `b if take else a` to a branch that mispredicts on real data).
-    cdef Py_ssize_t q, top, bottom, best
-    cdef Py_ssize_t take
-    for q in range(Q):
-        take = (x[2 * q + 1] > x[2 * q]) | (x[2 * q + 1] != x[2 * q + 1])
-        top = 2 * q + take
-        take = (x[W + 2 * q + 1] > x[W + 2 * q]) | (x[W + 2 * q + 1] != x[W + 2 * q + 1])
-        bottom = W + 2 * q + take
-        take = (x[bottom] > x[top]) | (x[bottom] != x[bottom])
-        best = top + take * (bottom - top)
-        y[q] = x[best]
-        argmax[q] = offset + best
-
-
 cdef void maxpool2d_forward_kernel(floating[:, :, :, ::1] y, int64_t[:, :, :, ::1] argmax,
                                    const floating[:, :, :, ::1] x, int kernel_h, int kernel_w,
                                    int stride_h, int stride_w, int num_threads) noexcept nogil:
@@ -49,16 +29,14 @@ cdef void maxpool2d_forward_kernel(floating[:, :, :, ::1] y, int64_t[:, :, :, ::
     cdef floating best, v
     if planes * P * Q * kernel_h * kernel_w < PARALLEL_MIN_WORK:
         num_threads = 1
-    if kernel_h == 2 and kernel_w == 2 and stride_h == 2 and stride_w == 2:
-        for pl in prange(planes, schedule='static', num_threads=num_threads):
-            for p in range(P):
-                if floating is float:  # 8 outputs per step (fastnn_pool2x2.h)
+    if floating is float:
+        if kernel_h == 2 and kernel_w == 2 and stride_h == 2 and stride_w == 2:
+            # 8 outputs per vector step (fastnn_pool2x2.h), the same scan semantics as below
+            for pl in prange(planes, schedule='static', num_threads=num_threads):
+                for p in range(P):
                     fastnn_maxpool2x2_row(y0 + (pl * P + p) * Q, a0 + (pl * P + p) * Q,
                                           x0 + pl * H * W + 2 * p * W, W, Q, 2 * p * W)
-                else:
-                    _maxpool2x2_row(y0 + (pl * P + p) * Q, a0 + (pl * P + p) * Q,
-                                    x0 + pl * H * W + 2 * p * W, W, Q, 2 * p * W)
-        return
+            return
     for pl in prange(planes, schedule='static', num_threads=num_threads):
         xp = x0 + pl * H * W
         for p in range(P):
