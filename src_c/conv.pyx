@@ -10,6 +10,26 @@ from _blas cimport gemm_parallel, fastnn_bind_gemm
 
 include "_bind.pxi"
 
+cdef extern from "fastnn_direct_conv.h" nogil:
+    ctypedef struct fastnn_dconv_geom:
+        long C, H, W, K, R, S, P, Q
+    int FASTNN_DCONV_FWD_KB, FASTNN_DCONV_DW_KB, FASTNN_DCONV_DW_TB
+    void fastnn_dconv_forward(const fastnn_dconv_geom* g, float* y, const float* x,
+                              const float* w, const float* b, long k0, int kb)
+    void fastnn_dconv_dw(const fastnn_dconv_geom* g, float* dw, const float* dy, const float* x,
+                         long k0, int kb, long t0, int tb, long n0, long n1, int accumulate)
+    int fastnn_dconv_avx2()
+
+# Direct convolution (fastnn_direct_conv.h) for float32, stride 1, no padding, Q >= 8; the
+# im2col + GEMM path otherwise. A switch so tests and benchmarks can run both on one input.
+cdef bint _direct_enabled = True
+# Direct dW sums over samples in chunks whose x and dy fit in L2. It beats im2col + GEMM only
+# for a small dW with a long sum (LeNet's conv1: 20 x 25 outputs, 0.61 vs 0.99 ms at batch 64);
+# for conv2 (50 x 500) OpenBLAS' packed GEMM wins (3.1 vs 3.4 ms) (bench/bench_conv.py, "conv-direct").
+cdef enum:
+    DIRECT_DW_CHUNK_BYTES = 524288
+    DIRECT_DW_MAX_OUTPUTS = 4096
+
 # Elements touched by a pass below which threads cost more than they give (pytorch#144633).
 cdef enum:
     PARALLEL_MIN_WORK = 32768
@@ -126,6 +146,43 @@ cdef inline floating _sum(const floating* a, Py_ssize_t n) noexcept nogil:
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
 
 
+cdef inline bint _direct_ok(const Geom* g) noexcept nogil:
+    return (_direct_enabled and g.sh == 1 and g.sw == 1 and g.ph == 0 and g.pw == 0
+            and g.Q >= 8)
+
+
+cdef inline fastnn_dconv_geom _dgeom(const Geom* g) noexcept nogil:
+    cdef fastnn_dconv_geom d
+    d.C, d.H, d.W, d.K, d.R, d.S, d.P, d.Q = g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q
+    return d
+
+
+cdef void _direct_dw(float* dw, const float* dy, const float* x, const Geom* g,
+                     int num_threads) noexcept nogil:
+    # dw (K, CRS) over tiles of DW_KB filters x DW_TB taps; each thread owns a contiguous range
+    # of tiles (disjoint dw entries: no races) and walks the samples in L2-sized chunks, so a
+    # tile's sum has the same order whatever the thread count.
+    cdef fastnn_dconv_geom dg = _dgeom(g)
+    cdef Py_ssize_t CRS = g.C * g.R * g.S, PQ = g.P * g.Q
+    cdef Py_ssize_t k_blocks = (g.K + FASTNN_DCONV_DW_KB - 1) // FASTNN_DCONV_DW_KB
+    cdef Py_ssize_t t_blocks = (CRS + FASTNN_DCONV_DW_TB - 1) // FASTNN_DCONV_DW_TB
+    cdef Py_ssize_t tiles = k_blocks * t_blocks, part, parts, tile, lo, hi, n0, n1, k0, t0
+    cdef Py_ssize_t chunk = max(1, DIRECT_DW_CHUNK_BYTES // (4 * (g.C * g.H * g.W + g.K * PQ)))
+    parts = _threads(g.K * CRS * PQ * g.N // 8, num_threads)
+    for part in prange(parts, schedule='static', num_threads=parts):
+        lo = tiles * part // parts
+        hi = tiles * (part + 1) // parts
+        n0 = 0
+        while n0 < g.N:
+            n1 = min(g.N, n0 + chunk)
+            for tile in range(lo, hi):
+                k0 = (tile // t_blocks) * FASTNN_DCONV_DW_KB
+                t0 = (tile % t_blocks) * FASTNN_DCONV_DW_TB
+                fastnn_dconv_dw(&dg, dw, dy, x, k0, <int>min(g.K - k0, <Py_ssize_t>FASTNN_DCONV_DW_KB),
+                                t0, <int>min(CRS - t0, <Py_ssize_t>FASTNN_DCONV_DW_TB), n0, n1, n0 > 0)
+            n0 = n1
+
+
 cdef void conv2d_forward_kernel(floating[:, :, :, ::1] y, const floating[:, :, :, ::1] x,
                                 const floating[:, :, :, ::1] w, const floating[::1] b,
                                 int stride_h, int stride_w, int pad_h, int pad_w,
@@ -136,6 +193,19 @@ cdef void conv2d_forward_kernel(floating[:, :, :, ::1] y, const floating[:, :, :
     cdef Py_ssize_t CRS = g.C * g.R * g.S, PQ = g.P * g.Q, NPQ = g.N * PQ, row, n, k, i
     cdef floating* yk
     cdef const floating* t
+    cdef fastnn_dconv_geom dg
+    cdef Py_ssize_t unit, k_blocks
+    if floating is float:
+        if _direct_ok(&g):
+            dg = _dgeom(&g)
+            k_blocks = (g.K + FASTNN_DCONV_FWD_KB - 1) // FASTNN_DCONV_FWD_KB
+            for unit in prange(g.N * k_blocks, schedule='static',
+                               num_threads=_threads(g.K * CRS * PQ * g.N // 8, num_threads)):
+                k = (unit % k_blocks) * FASTNN_DCONV_FWD_KB
+                fastnn_dconv_forward(&dg, &y[unit // k_blocks, 0, 0, 0],
+                                     &x[unit // k_blocks, 0, 0, 0], &w[0, 0, 0, 0], &b[0], k,
+                                     <int>min(g.K - k, <Py_ssize_t>FASTNN_DCONV_FWD_KB))
+            return
     for row in prange(CRS, schedule='static', num_threads=_threads(CRS * NPQ, num_threads)):
         _im2col_row(&col[row, 0], &x[0, 0, 0, 0], row, &g)
     # tmp (K, NPQ) = w (K, CRS) @ col (CRS, NPQ)
@@ -160,7 +230,22 @@ cdef void conv2d_backward_kernel(floating[:, :, :, ::1] dx, floating[:, :, :, ::
     cdef Geom g = _geom(x, w, dy.shape[2], dy.shape[3], stride_h, stride_w, pad_h, pad_w)
     cdef Py_ssize_t CRS = g.C * g.R * g.S, PQ = g.P * g.Q, NPQ = g.N * PQ, row, n, k, nc
     cdef floating* dwp = &dw[0, 0, 0, 0]
-    if not col_ready:
+    cdef bint direct = False
+    if floating is float:
+        if _direct_ok(&g):
+            col_ready = False  # the direct forward did not fill col
+            direct = g.K * CRS <= DIRECT_DW_MAX_OUTPUTS
+        if direct:
+            # dW straight from x and dy; col is not read and is free to hold dcol below.
+            _direct_dw(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &g, num_threads)
+    if direct:
+        if not need_dx:
+            for k in prange(g.K, schedule='static', num_threads=_threads(g.K * NPQ, num_threads)):
+                db[k] = 0
+                for n in range(g.N):
+                    db[k] += _sum(&dy[n, k, 0, 0], PQ)
+            return
+    elif not col_ready:
         for row in prange(CRS, schedule='static', num_threads=_threads(CRS * NPQ, num_threads)):
             _im2col_row(&col[row, 0], &x[0, 0, 0, 0], row, &g)
     # tmp (K, NPQ) = dy as (K, N*P*Q); db[k] = its row sum
@@ -169,13 +254,14 @@ cdef void conv2d_backward_kernel(floating[:, :, :, ::1] dx, floating[:, :, :, ::
         for n in range(g.N):
             memcpy(&tmp[k, n * PQ], &dy[n, k, 0, 0], PQ * sizeof(floating))
             db[k] += _sum(&dy[n, k, 0, 0], PQ)
-    # dwt (CRS, K) = col (CRS, NPQ) @ tmp^T (NPQ, K), then dw = dwt^T: OpenBLAS runs this
-    # orientation ~25% faster than dw = tmp @ col^T (bench/bench_conv.py, both thread counts).
-    gemm_parallel(False, True, <int>CRS, <int>g.K, <int>NPQ, <floating>1, &col[0, 0], <int>NPQ,
-         &tmp[0, 0], <int>NPQ, <floating>0, &dwt[0, 0], <int>g.K, num_threads)
-    for k in range(g.K):
-        for row in range(CRS):
-            dwp[k * CRS + row] = dwt[row, k]
+    if not direct:
+        # dwt (CRS, K) = col (CRS, NPQ) @ tmp^T (NPQ, K), then dw = dwt^T: OpenBLAS runs this
+        # orientation ~25% faster than dw = tmp @ col^T (bench/bench_conv.py, both thread counts).
+        gemm_parallel(False, True, <int>CRS, <int>g.K, <int>NPQ, <floating>1, &col[0, 0], <int>NPQ,
+             &tmp[0, 0], <int>NPQ, <floating>0, &dwt[0, 0], <int>g.K, num_threads)
+        for k in range(g.K):
+            for row in range(CRS):
+                dwp[k * CRS + row] = dwt[row, k]
     if not need_dx:
         return
     # col := dcol (CRS, NPQ) = w^T (CRS, K) @ tmp (K, NPQ); col's im2col is no longer needed
@@ -246,3 +332,17 @@ def conv2d_backward(dx, floating[:, :, :, ::1] dw, floating[::1] db,
     with nogil:
         conv2d_backward_kernel(dxv, dw, db, dy, x, w, stride_h, stride_w, pad_h, pad_w, col, tmp,
                                dwt, need_dx, col_ready, max(num_threads, 1))
+
+
+def set_direct(bint enabled):
+    """Use direct convolution where it applies (the default) or always im2col + GEMM; returns
+    the previous setting. For tests and benchmarks that compare the two paths."""
+    global _direct_enabled
+    previous = _direct_enabled
+    _direct_enabled = enabled
+    return previous
+
+
+def direct_simd():
+    """'avx2+fma' when fastnn_direct_conv.h runs its 8-wide FMA build on this CPU, else 'baseline'."""
+    return "avx2+fma" if fastnn_dconv_avx2() else "baseline"

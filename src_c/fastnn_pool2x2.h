@@ -13,7 +13,9 @@
 
 typedef float fastnn_pf8 __attribute__((vector_size(32)));
 typedef int32_t fastnn_pi8 __attribute__((vector_size(32)));
-typedef int64_t fastnn_pl8 __attribute__((vector_size(64)));
+typedef float fastnn_pf4 __attribute__((vector_size(16)));
+typedef int32_t fastnn_pi4 __attribute__((vector_size(16)));
+typedef int64_t fastnn_pl4 __attribute__((vector_size(32)));
 
 static inline __attribute__((always_inline)) fastnn_pf8 fastnn_pool_load8(const float *p) {
     fastnn_pf8 v;
@@ -31,37 +33,89 @@ static inline __attribute__((always_inline)) fastnn_pf8 fastnn_pool_pick(fastnn_
     return (fastnn_pf8)(((fastnn_pi8)second & take) | ((fastnn_pi8)first & ~take));
 }
 
+/* Outputs q .. q+7 of the row. */
+static inline __attribute__((always_inline)) void fastnn_maxpool2x2_vec8(
+        float *y, int64_t *argmax, const float *x, long W, long q, int64_t offset) {
+    const fastnn_pi8 even = {0, 2, 4, 6, 8, 10, 12, 14}, odd = {1, 3, 5, 7, 9, 11, 13, 15};
+    fastnn_pf8 r0lo = fastnn_pool_load8(x + 2 * q), r0hi = fastnn_pool_load8(x + 2 * q + 8);
+    fastnn_pf8 r1lo = fastnn_pool_load8(x + W + 2 * q), r1hi = fastnn_pool_load8(x + W + 2 * q + 8);
+    fastnn_pf8 a = __builtin_shuffle(r0lo, r0hi, even), b = __builtin_shuffle(r0lo, r0hi, odd);
+    fastnn_pf8 c = __builtin_shuffle(r1lo, r1hi, even), d = __builtin_shuffle(r1lo, r1hi, odd);
+    fastnn_pi8 base = even + (int32_t)(2 * q);        /* column of a in each lane */
+    fastnn_pi8 take = fastnn_pool_takes(a, b);
+    fastnn_pf8 top = fastnn_pool_pick(take, b, a);
+    fastnn_pi8 top_at = base - take;                     /* take is -1 where b wins */
+    take = fastnn_pool_takes(c, d);
+    fastnn_pf8 bottom = fastnn_pool_pick(take, d, c);
+    fastnn_pi8 bottom_at = base - take + (int32_t)W;
+    take = fastnn_pool_takes(top, bottom);
+    fastnn_pf8 best = fastnn_pool_pick(take, bottom, top);
+    fastnn_pi8 best_at = (bottom_at & take) | (top_at & ~take);
+    /* widen to int64 in two 4-lane halves: a 512-bit vector went through the stack */
+    fastnn_pi4 lo = __builtin_shufflevector(best_at, best_at, 0, 1, 2, 3);
+    fastnn_pi4 hi = __builtin_shufflevector(best_at, best_at, 4, 5, 6, 7);
+    fastnn_pl4 wide_lo = __builtin_convertvector(lo, fastnn_pl4) + offset;
+    fastnn_pl4 wide_hi = __builtin_convertvector(hi, fastnn_pl4) + offset;
+    memcpy(y + q, &best, sizeof best);
+    memcpy(argmax + q, &wide_lo, sizeof wide_lo);
+    memcpy(argmax + q + 4, &wide_hi, sizeof wide_hi);
+}
+
+
+/* Outputs q .. q+3, the same tree 4 lanes wide (rows of 4-7 outputs, LeNet's second pool). */
+static inline __attribute__((always_inline)) void fastnn_maxpool2x2_vec4(
+        float *y, int64_t *argmax, const float *x, long W, long q, int64_t offset) {
+    const fastnn_pi4 even = {0, 2, 4, 6}, odd = {1, 3, 5, 7};
+    fastnn_pf4 r0lo, r0hi, r1lo, r1hi;
+    memcpy(&r0lo, x + 2 * q, sizeof r0lo);
+    memcpy(&r0hi, x + 2 * q + 4, sizeof r0hi);
+    memcpy(&r1lo, x + W + 2 * q, sizeof r1lo);
+    memcpy(&r1hi, x + W + 2 * q + 4, sizeof r1hi);
+    fastnn_pf4 a = __builtin_shuffle(r0lo, r0hi, even), b = __builtin_shuffle(r0lo, r0hi, odd);
+    fastnn_pf4 c = __builtin_shuffle(r1lo, r1hi, even), d = __builtin_shuffle(r1lo, r1hi, odd);
+    fastnn_pi4 base = even + (int32_t)(2 * q);
+    fastnn_pi4 take = (fastnn_pi4)((b > a) | (b != b));
+    fastnn_pf4 top = (fastnn_pf4)(((fastnn_pi4)b & take) | ((fastnn_pi4)a & ~take));
+    fastnn_pi4 top_at = base - take;
+    take = (fastnn_pi4)((d > c) | (d != d));
+    fastnn_pf4 bottom = (fastnn_pf4)(((fastnn_pi4)d & take) | ((fastnn_pi4)c & ~take));
+    fastnn_pi4 bottom_at = base - take + (int32_t)W;
+    take = (fastnn_pi4)((bottom > top) | (bottom != bottom));
+    fastnn_pf4 best = (fastnn_pf4)(((fastnn_pi4)bottom & take) | ((fastnn_pi4)top & ~take));
+    fastnn_pi4 best_at = (bottom_at & take) | (top_at & ~take);
+    fastnn_pl4 wide = __builtin_convertvector(best_at, fastnn_pl4) + offset;
+    memcpy(y + q, &best, sizeof best);
+    memcpy(argmax + q, &wide, sizeof wide);
+}
+
+/* Output q by the same tree, one at a time (rows of fewer than 4 outputs). */
+static inline __attribute__((always_inline)) void fastnn_maxpool2x2_one(
+        float *y, int64_t *argmax, const float *x, long W, long q, int64_t offset) {
+    long top = 2 * q + ((x[2 * q + 1] > x[2 * q]) | (x[2 * q + 1] != x[2 * q + 1]));
+    long bottom = W + 2 * q + ((x[W + 2 * q + 1] > x[W + 2 * q]) | (x[W + 2 * q + 1] != x[W + 2 * q + 1]));
+    long best = ((x[bottom] > x[top]) | (x[bottom] != x[bottom])) ? bottom : top;
+    y[q] = x[best];
+    argmax[q] = offset + best;
+}
+
 static inline __attribute__((always_inline)) void fastnn_maxpool2x2_row_body(
         float *y, int64_t *argmax, const float *x, long W, long Q, int64_t offset) {
-    const fastnn_pi8 even = {0, 2, 4, 6, 8, 10, 12, 14}, odd = {1, 3, 5, 7, 9, 11, 13, 15};
-    const fastnn_pi8 lane2 = {0, 2, 4, 6, 8, 10, 12, 14};
     long q = 0;
-    for (; q + 8 <= Q; q += 8) {
-        fastnn_pf8 r0lo = fastnn_pool_load8(x + 2 * q), r0hi = fastnn_pool_load8(x + 2 * q + 8);
-        fastnn_pf8 r1lo = fastnn_pool_load8(x + W + 2 * q), r1hi = fastnn_pool_load8(x + W + 2 * q + 8);
-        fastnn_pf8 a = __builtin_shuffle(r0lo, r0hi, even), b = __builtin_shuffle(r0lo, r0hi, odd);
-        fastnn_pf8 c = __builtin_shuffle(r1lo, r1hi, even), d = __builtin_shuffle(r1lo, r1hi, odd);
-        fastnn_pi8 base = lane2 + (int32_t)(2 * q);       /* column of a in each lane */
-        fastnn_pi8 take = fastnn_pool_takes(a, b);
-        fastnn_pf8 top = fastnn_pool_pick(take, b, a);
-        fastnn_pi8 top_at = base - take;                     /* take is -1 where b wins */
-        take = fastnn_pool_takes(c, d);
-        fastnn_pf8 bottom = fastnn_pool_pick(take, d, c);
-        fastnn_pi8 bottom_at = base - take + (int32_t)W;
-        take = fastnn_pool_takes(top, bottom);
-        fastnn_pf8 best = fastnn_pool_pick(take, bottom, top);
-        fastnn_pi8 best_at = (bottom_at & take) | (top_at & ~take);
-        fastnn_pl8 wide = __builtin_convertvector(best_at, fastnn_pl8) + offset;
-        memcpy(y + q, &best, sizeof best);
-        memcpy(argmax + q, &wide, sizeof wide);
+    for (; q + 8 <= Q; q += 8)
+        fastnn_maxpool2x2_vec8(y, argmax, x, W, q, offset);
+    /* a tail: the last 8 (or 4) outputs again, overlapping; the overlap gets the same values */
+    if (q < Q && Q >= 8) {
+        fastnn_maxpool2x2_vec8(y, argmax, x, W, Q - 8, offset);
+        return;
     }
-    for (; q < Q; q++) {  /* the same tree, one output at a time */
-        long top = 2 * q + ((x[2 * q + 1] > x[2 * q]) | (x[2 * q + 1] != x[2 * q + 1]));
-        long bottom = W + 2 * q + ((x[W + 2 * q + 1] > x[W + 2 * q]) | (x[W + 2 * q + 1] != x[W + 2 * q + 1]));
-        long best = ((x[bottom] > x[top]) | (x[bottom] != x[bottom])) ? bottom : top;
-        y[q] = x[best];
-        argmax[q] = offset + best;
+    if (Q >= 4) {
+        fastnn_maxpool2x2_vec4(y, argmax, x, W, 0, offset);
+        if (Q > 4)
+            fastnn_maxpool2x2_vec4(y, argmax, x, W, Q - 4, offset);
+        return;
     }
+    for (; q < Q; q++)
+        fastnn_maxpool2x2_one(y, argmax, x, W, q, offset);
 }
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))

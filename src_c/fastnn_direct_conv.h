@@ -1,0 +1,283 @@
+/* Direct convolution, float32, stride 1, no padding, output rows of >= 8 columns (LeNet's two
+ * convolutions), for the forward pass and for dW.
+ *
+ * Why not im2col + GEMM here: im2col writes C*R*S copies of the input (8 MB for LeNet's conv2 at
+ * batch 64), OpenBLAS zeroes its output before a beta = 0 GEMM, and the GEMM's (K, N*P*Q)
+ * result then needs a second pass into NCHW. Reading the input windows straight from x (a
+ * sample's planes stay in L1) and keeping a register tile of outputs does the same FMAs with
+ * none of those passes (bench/bench_conv.py, groups "conv-direct").
+ *
+ * Output positions are 8-wide vectors along a row: row p, columns q0..q0+7 with q0 = 0, 8, ...
+ * and, when Q is not a multiple of 8, a last vector at q0 = Q - 8 that overlaps the one before
+ * (the forward recomputes those lanes to the same values; dW masks them out so nothing is
+ * counted twice).
+ *
+ * Forward tile: FWD_KB filters x FWD_VB vectors = 12 accumulators; per tap (c, r, s) it loads
+ * FWD_VB input vectors and broadcasts FWD_KB weights. dW tile: DW_KB filters x DW_TB taps = 12
+ * accumulators, summed over (n, vector) and reduced across lanes once per tile and sample chunk.
+ * Same build scheme as fastnn_small_gemm.h: an AVX2+FMA clone picked at run time.
+ */
+#ifndef FASTNN_DIRECT_CONV_H
+#define FASTNN_DIRECT_CONV_H
+#include <string.h>
+
+#define FASTNN_DCONV_FWD_KB 4
+#define FASTNN_DCONV_FWD_VB 3
+#define FASTNN_DCONV_DW_KB 3
+#define FASTNN_DCONV_DW_TB 4
+
+typedef float fastnn_dc8 __attribute__((vector_size(32)));
+typedef int fastnn_dci8 __attribute__((vector_size(32)));
+
+typedef struct {
+    long C, H, W, K, R, S, P, Q;
+} fastnn_dconv_geom;
+
+static inline __attribute__((always_inline)) fastnn_dc8 fastnn_dc_load(const float *p) {
+    fastnn_dc8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline __attribute__((always_inline)) fastnn_dc8 fastnn_dc_splat(float f) {
+    fastnn_dc8 v = {f, f, f, f, f, f, f, f};
+    return v;
+}
+
+/* Vectors per output row, and the first column of vector j of a row. */
+static inline long fastnn_dconv_row_vectors(const fastnn_dconv_geom *g) {
+    return (g->Q + 7) / 8;
+}
+
+static inline __attribute__((always_inline)) long fastnn_dconv_q0(const fastnn_dconv_geom *g, long j) {
+    long q0 = 8 * j;
+    return q0 + 8 > g->Q ? g->Q - 8 : q0;
+}
+
+/* ---- forward ------------------------------------------------------------------------------ */
+
+/* y (K, P*Q) rows k0..k0+kb of one sample, vectors v0..v0+vb (flat index p * row_vectors + j),
+ * from that sample's x (C, H, W): y = b + sum over taps of w * window */
+static inline __attribute__((always_inline)) void fastnn_dconv_fwd_tile(
+        const int kb, const int vb, const fastnn_dconv_geom *g, float *y, const float *x,
+        const float *w, const float *b, long k0, long v0) {
+    const long rv = fastnn_dconv_row_vectors(g), PQ = g->P * g->Q, HW = g->H * g->W;
+    const long CRS = g->C * g->R * g->S;
+    fastnn_dc8 acc[FASTNN_DCONV_FWD_KB][FASTNN_DCONV_FWD_VB];
+    long in_off[FASTNN_DCONV_FWD_VB], out_off[FASTNN_DCONV_FWD_VB];
+    const float *wk[FASTNN_DCONV_FWD_KB];
+    int i, j;
+    _Pragma("GCC unroll 4")
+    for (j = 0; j < vb; j++) {
+        long p = (v0 + j) / rv, q0 = fastnn_dconv_q0(g, (v0 + j) % rv);
+        in_off[j] = p * g->W + q0;
+        out_off[j] = p * g->Q + q0;
+    }
+    _Pragma("GCC unroll 4")
+    for (i = 0; i < kb; i++) {
+        wk[i] = w + (k0 + i) * CRS;
+        _Pragma("GCC unroll 4")
+        for (j = 0; j < vb; j++)
+            acc[i][j] = fastnn_dc_splat(b[k0 + i]);
+    }
+    long t = 0;
+    for (long c = 0; c < g->C; c++) {
+        for (long r = 0; r < g->R; r++) {
+            const float *xr = x + c * HW + r * g->W;
+            for (long s = 0; s < g->S; s++, t++) {
+                fastnn_dc8 xv[FASTNN_DCONV_FWD_VB];
+                _Pragma("GCC unroll 4")
+                for (j = 0; j < vb; j++)
+                    xv[j] = fastnn_dc_load(xr + s + in_off[j]);
+                /* keep the loads in registers: folded into each FMA they are 12 loads, not 3,
+                   and the tile becomes load-bound */
+                _Pragma("GCC unroll 4")
+                for (j = 0; j < vb; j++)
+                    __asm__("" : "+x"(xv[j]));
+                _Pragma("GCC unroll 4")
+                for (i = 0; i < kb; i++) {
+                    fastnn_dc8 wv = fastnn_dc_splat(wk[i][t]);
+                    _Pragma("GCC unroll 4")
+                    for (j = 0; j < vb; j++)
+                        acc[i][j] += wv * xv[j];
+                }
+            }
+        }
+    }
+    _Pragma("GCC unroll 4")
+    for (i = 0; i < kb; i++)
+        _Pragma("GCC unroll 4")
+        for (j = 0; j < vb; j++)
+            memcpy(y + (k0 + i) * PQ + out_off[j], &acc[i][j], sizeof acc[i][j]);
+}
+
+/* All vectors of filters k0..k0+kb (kb <= FWD_KB) for one sample. */
+static inline __attribute__((always_inline)) void fastnn_dconv_fwd_body(
+        const fastnn_dconv_geom *g, float *y, const float *x, const float *w, const float *b,
+        long k0, int kb) {
+    const long nv = g->P * fastnn_dconv_row_vectors(g);
+    long v = 0;
+#define FASTNN_DC_FWD_ROW(KB)                                                      \
+    for (v = 0; v + FASTNN_DCONV_FWD_VB <= nv; v += FASTNN_DCONV_FWD_VB)           \
+        fastnn_dconv_fwd_tile(KB, FASTNN_DCONV_FWD_VB, g, y, x, w, b, k0, v);       \
+    if (nv - v == 2) fastnn_dconv_fwd_tile(KB, 2, g, y, x, w, b, k0, v);            \
+    else if (nv - v == 1) fastnn_dconv_fwd_tile(KB, 1, g, y, x, w, b, k0, v);
+    switch (kb) {
+    case 4: FASTNN_DC_FWD_ROW(4) break;
+    case 3: FASTNN_DC_FWD_ROW(3) break;
+    case 2: FASTNN_DC_FWD_ROW(2) break;
+    default: FASTNN_DC_FWD_ROW(1) break;
+    }
+#undef FASTNN_DC_FWD_ROW
+}
+
+/* ---- dW --------------------------------------------------------------------------------------- */
+
+/* dw (K, C*R*S) entries [k0, k0+kb) x [t0, t0+tb) (+)= sum over samples [n0, n1), all
+ * vectors, of dy * window; lanes an earlier vector of the row already covered are masked. */
+static inline __attribute__((always_inline)) void fastnn_dconv_dw_tile(
+        const int kb, const int tb, const fastnn_dconv_geom *g, float *dw, const float *dy,
+        const float *x, long k0, long t0, long n0, long n1, int accumulate) {
+    const long PQ = g->P * g->Q, HW = g->H * g->W;
+    const long CHW = g->C * HW, KPQ = g->K * PQ, RS = g->R * g->S, CRS = g->C * RS;
+    const fastnn_dci8 lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    fastnn_dc8 acc[FASTNN_DCONV_DW_KB][FASTNN_DCONV_DW_TB];
+    long tap_off[FASTNN_DCONV_DW_TB];
+    int i, j;
+    _Pragma("GCC unroll 4")
+    for (j = 0; j < tb; j++) {
+        long t = t0 + j;
+        tap_off[j] = (t / RS) * HW + ((t / g->S) % g->R) * g->W + t % g->S;
+    }
+    _Pragma("GCC unroll 4")
+    for (i = 0; i < kb; i++)
+        _Pragma("GCC unroll 4")
+        for (j = 0; j < tb; j++)
+            acc[i][j] = fastnn_dc_splat(0.0f);
+    /* full vectors q0 = 0, 8, ...; then, if Q % 8, one at Q - 8 whose first 8 - Q % 8 lanes the
+       previous vector already counted */
+    const long full = g->Q / 8;
+    const fastnn_dci8 keep = lane >= (int)(g->Q % 8 ? 8 - g->Q % 8 : 0);
+#define FASTNN_DC_DW_STEP(DY, X, MASKED)                                                   \
+    do {                                                                                   \
+        fastnn_dc8 dv[FASTNN_DCONV_DW_KB];                                                 \
+        _Pragma("GCC unroll 4")                                                            \
+        for (i = 0; i < kb; i++) {                                                         \
+            dv[i] = fastnn_dc_load((DY) + i * PQ);                                         \
+            if (MASKED) dv[i] = (fastnn_dc8)((fastnn_dci8)dv[i] & keep);                   \
+            __asm__("" : "+x"(dv[i])); /* in registers, as in the forward tile */          \
+        }                                                                                  \
+        _Pragma("GCC unroll 4")                                                            \
+        for (j = 0; j < tb; j++) {                                                         \
+            fastnn_dc8 xv = fastnn_dc_load((X) + tap_off[j]);                              \
+            __asm__("" : "+x"(xv));                                                        \
+            _Pragma("GCC unroll 4")                                                        \
+            for (i = 0; i < kb; i++)                                                       \
+                acc[i][j] += dv[i] * xv;                                                   \
+        }                                                                                  \
+    } while (0)
+    for (long n = n0; n < n1; n++) {
+        const float *dyn = dy + n * KPQ + k0 * PQ, *xn = x + n * CHW;
+        for (long p = 0; p < g->P; p++) {
+            const float *dyp = dyn + p * g->Q, *xp = xn + p * g->W;
+            for (long jv = 0; jv < full; jv++)
+                FASTNN_DC_DW_STEP(dyp + 8 * jv, xp + 8 * jv, 0);
+            if (g->Q % 8)
+                FASTNN_DC_DW_STEP(dyp + g->Q - 8, xp + g->Q - 8, 1);
+        }
+    }
+#undef FASTNN_DC_DW_STEP
+    _Pragma("GCC unroll 4")
+    for (i = 0; i < kb; i++) {
+        _Pragma("GCC unroll 4")
+        for (j = 0; j < tb; j++) {
+            fastnn_dc8 a = acc[i][j];
+            float sum = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+            float *out = dw + (k0 + i) * CRS + t0 + j;
+            *out = accumulate ? *out + sum : sum;
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void fastnn_dconv_dw_body(
+        const fastnn_dconv_geom *g, float *dw, const float *dy, const float *x, long k0, int kb,
+        long t0, int tb, long n0, long n1, int accumulate) {
+#define FASTNN_DC_DW_TB(KB)                                                                      \
+    switch (tb) {                                                                                 \
+    case 4: fastnn_dconv_dw_tile(KB, 4, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;         \
+    case 3: fastnn_dconv_dw_tile(KB, 3, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;         \
+    case 2: fastnn_dconv_dw_tile(KB, 2, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;         \
+    default: fastnn_dconv_dw_tile(KB, 1, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;        \
+    }
+    switch (kb) {
+    case 3: FASTNN_DC_DW_TB(3) break;
+    case 2: FASTNN_DC_DW_TB(2) break;
+    default: FASTNN_DC_DW_TB(1) break;
+    }
+#undef FASTNN_DC_DW_TB
+}
+
+/* ---- the two builds, picked once at run time ---------------------------------------------- */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define FASTNN_DCONV_HAVE_AVX2_CLONE 1
+__attribute__((target("avx2,fma"))) static void fastnn_dconv_fwd_avx2(
+        const fastnn_dconv_geom *g, float *y, const float *x, const float *w, const float *b,
+        long k0, int kb) {
+    fastnn_dconv_fwd_body(g, y, x, w, b, k0, kb);
+}
+__attribute__((target("avx2,fma"))) static void fastnn_dconv_dw_avx2(
+        const fastnn_dconv_geom *g, float *dw, const float *dy, const float *x, long k0, int kb,
+        long t0, int tb, long n0, long n1, int accumulate) {
+    fastnn_dconv_dw_body(g, dw, dy, x, k0, kb, t0, tb, n0, n1, accumulate);
+}
+#endif
+
+static void fastnn_dconv_fwd_base(const fastnn_dconv_geom *g, float *y, const float *x,
+                                  const float *w, const float *b, long k0, int kb) {
+    fastnn_dconv_fwd_body(g, y, x, w, b, k0, kb);
+}
+
+static void fastnn_dconv_dw_base(const fastnn_dconv_geom *g, float *dw, const float *dy,
+                                 const float *x, long k0, int kb, long t0, int tb, long n0,
+                                 long n1, int accumulate) {
+    fastnn_dconv_dw_body(g, dw, dy, x, k0, kb, t0, tb, n0, n1, accumulate);
+}
+
+static int fastnn_dconv_avx2(void) {
+    static int cached = -1;
+    if (cached < 0) {
+#ifdef FASTNN_DCONV_HAVE_AVX2_CLONE
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+        cached = 0;
+#endif
+    }
+    return cached;
+}
+
+/* y[n] filters [k0, k0 + kb), kb <= FASTNN_DCONV_FWD_KB: x and y point at sample n. */
+static void fastnn_dconv_forward(const fastnn_dconv_geom *g, float *y, const float *x,
+                                 const float *w, const float *b, long k0, int kb) {
+#ifdef FASTNN_DCONV_HAVE_AVX2_CLONE
+    if (fastnn_dconv_avx2()) {
+        fastnn_dconv_fwd_avx2(g, y, x, w, b, k0, kb);
+        return;
+    }
+#endif
+    fastnn_dconv_fwd_base(g, y, x, w, b, k0, kb);
+}
+
+/* dw block [k0, k0+kb) x [t0, t0+tb) over samples [n0, n1); dy, x point at sample 0. */
+static void fastnn_dconv_dw(const fastnn_dconv_geom *g, float *dw, const float *dy, const float *x,
+                            long k0, int kb, long t0, int tb, long n0, long n1, int accumulate) {
+#ifdef FASTNN_DCONV_HAVE_AVX2_CLONE
+    if (fastnn_dconv_avx2()) {
+        fastnn_dconv_dw_avx2(g, dw, dy, x, k0, kb, t0, tb, n0, n1, accumulate);
+        return;
+    }
+#endif
+    fastnn_dconv_dw_base(g, dw, dy, x, k0, kb, t0, tb, n0, n1, accumulate);
+}
+
+#endif
