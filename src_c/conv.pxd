@@ -1,5 +1,8 @@
-# conv2d kernels, NCHW, cross-correlation like PyTorch: im2col + one OpenBLAS GEMM per product.
-# Backward overwrites dx, dw, db (never accumulates), like every fastnn backward.
+# conv2d kernels, NCHW, cross-correlation like PyTorch. float32 with stride 1, no padding and
+# output rows of >= 8 columns (LeNet's convolutions) runs direct register-tiled kernels
+# (fastnn_direct_conv.h: forward, dX, and dW when N*P*Q >= 512); everything else is im2col + one
+# OpenBLAS GEMM per product. Backward overwrites dx, dw, db (never accumulates), like every
+# fastnn backward.
 #
 # Sizes: x (N, C, H, W), w (K, C, R, S), b (K,) -> y (N, K, P, Q) with
 #   P = (H + 2*pad_h - R) // stride_h + 1,  Q = (W + 2*pad_w - S) // stride_w + 1.
@@ -8,8 +11,9 @@
 #                       Backward reuses it for dcol = W^T @ dY once dW is computed.
 #   tmp (K, N*P*Q)      forward: y before the NCHW transpose; backward: dY rearranged.
 #   dwt (C*R*S, K)      backward only: dW^T, the GEMM orientation OpenBLAS runs fastest.
-# Forward leaves im2col(x) in col; backward with col_ready skips recomputing it (a layer's
-# forward-then-backward on one batch). Otherwise scratch contents mean nothing between calls.
+# The im2col forward leaves im2col(x) in col; backward with col_ready skips recomputing it (a
+# layer's forward-then-backward on one batch); the direct forward leaves col alone and its
+# backward ignores col_ready. Otherwise scratch contents mean nothing between calls.
 # dx may be None (need_dx false): the dX GEMM and col2im are skipped.
 from cython cimport floating
 

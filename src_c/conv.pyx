@@ -1,8 +1,10 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-# conv2d kernels: im2col of the whole batch (prange over col rows), ONE GEMM per product
-# (gemm_parallel: single-threaded OpenBLAS blocks over the OpenMP pool), race-free prange passes.
-# One big GEMM beats N per-sample GEMMs here: at LeNet sizes a per-sample GEMM is too small
-# for OpenBLAS to thread or block well (see bench/bench_conv.py).
+# conv2d kernels. The general path: im2col of the whole batch (prange over col rows), ONE GEMM
+# per product (gemm_parallel: single-threaded OpenBLAS blocks over the OpenMP pool), race-free
+# prange passes; one big GEMM beats N per-sample GEMMs at LeNet sizes, where a per-sample GEMM
+# is too small for OpenBLAS to thread or block well. The direct path (float32, stride 1, no
+# padding, Q >= 8; fastnn_direct_conv.h) skips im2col, dcol and col2im altogether: LeNet's
+# conv2 forward 1.6x, backward 1.2-1.4x faster (bench/bench_conv.py, group "conv-direct").
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memcpy, memset
@@ -18,17 +20,17 @@ cdef extern from "fastnn_direct_conv.h" nogil:
                               const float* w, const float* b, long k0, int kb)
     void fastnn_dconv_dw(const fastnn_dconv_geom* g, float* dw, const float* dy, const float* x,
                          long k0, int kb, long t0, int tb, long n0, long n1, int accumulate)
+    void fastnn_dconv_dx(const fastnn_dconv_geom* g, float* dxc, const float* dyn, const float* w,
+                         long c)
     int fastnn_dconv_avx2()
 
 # Direct convolution (fastnn_direct_conv.h) for float32, stride 1, no padding, Q >= 8; the
 # im2col + GEMM path otherwise. A switch so tests and benchmarks can run both on one input.
 cdef bint _direct_enabled = True
-# Direct dW sums over samples in chunks whose x and dy fit in L2. It beats im2col + GEMM only
-# for a small dW with a long sum (LeNet's conv1: 20 x 25 outputs, 0.61 vs 0.99 ms at batch 64);
-# for conv2 (50 x 500) OpenBLAS' packed GEMM wins (3.1 vs 3.4 ms) (bench/bench_conv.py, "conv-direct").
+# Direct dW sums over samples in chunks whose x and dy fit in L2 (bench/bench_conv.py, "conv-direct").
 cdef enum:
     DIRECT_DW_CHUNK_BYTES = 524288
-    DIRECT_DW_MAX_OUTPUTS = 4096
+    DIRECT_DW_MIN_SUM = 512
 
 # Elements touched by a pass below which threads cost more than they give (pytorch#144633).
 cdef enum:
@@ -230,31 +232,32 @@ cdef void conv2d_backward_kernel(floating[:, :, :, ::1] dx, floating[:, :, :, ::
     cdef Geom g = _geom(x, w, dy.shape[2], dy.shape[3], stride_h, stride_w, pad_h, pad_w)
     cdef Py_ssize_t CRS = g.C * g.R * g.S, PQ = g.P * g.Q, NPQ = g.N * PQ, row, n, k, nc
     cdef floating* dwp = &dw[0, 0, 0, 0]
-    cdef bint direct = False
+    cdef bint direct = False, direct_dw = False
+    cdef fastnn_dconv_geom dg
     if floating is float:
-        if _direct_ok(&g):
-            col_ready = False  # the direct forward did not fill col
-            direct = g.K * CRS <= DIRECT_DW_MAX_OUTPUTS
-        if direct:
-            # dW straight from x and dy; col is not read and is free to hold dcol below.
-            _direct_dw(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &g, num_threads)
+        direct = _direct_ok(&g)
+        # the direct dW's tiles sum over N*P*Q; below this, their set-up and lane reductions
+        # cost more than im2col + OpenBLAS (LeNet conv2: 188 vs 68 us at batch 1, 398 vs 420 at 8)
+        direct_dw = direct and NPQ >= DIRECT_DW_MIN_SUM
     if direct:
-        if not need_dx:
-            for k in prange(g.K, schedule='static', num_threads=_threads(g.K * NPQ, num_threads)):
-                db[k] = 0
-                for n in range(g.N):
-                    db[k] += _sum(&dy[n, k, 0, 0], PQ)
-            return
-    elif not col_ready:
-        for row in prange(CRS, schedule='static', num_threads=_threads(CRS * NPQ, num_threads)):
-            _im2col_row(&col[row, 0], &x[0, 0, 0, 0], row, &g)
-    # tmp (K, NPQ) = dy as (K, N*P*Q); db[k] = its row sum
-    for k in prange(g.K, schedule='static', num_threads=_threads(g.K * NPQ, num_threads)):
-        db[k] = 0
-        for n in range(g.N):
-            memcpy(&tmp[k, n * PQ], &dy[n, k, 0, 0], PQ * sizeof(floating))
-            db[k] += _sum(&dy[n, k, 0, 0], PQ)
-    if not direct:
+        col_ready = False  # the direct forward did not fill col
+    if direct_dw:
+        for k in prange(g.K, schedule='static', num_threads=_threads(g.K * NPQ, num_threads)):
+            db[k] = 0
+            for n in range(g.N):
+                db[k] += _sum(&dy[n, k, 0, 0], PQ)
+        if floating is float:
+            _direct_dw(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &g, num_threads)
+    else:
+        if not col_ready:
+            for row in prange(CRS, schedule='static', num_threads=_threads(CRS * NPQ, num_threads)):
+                _im2col_row(&col[row, 0], &x[0, 0, 0, 0], row, &g)
+        # tmp (K, NPQ) = dy as (K, N*P*Q); db[k] = its row sum
+        for k in prange(g.K, schedule='static', num_threads=_threads(g.K * NPQ, num_threads)):
+            db[k] = 0
+            for n in range(g.N):
+                memcpy(&tmp[k, n * PQ], &dy[n, k, 0, 0], PQ * sizeof(floating))
+                db[k] += _sum(&dy[n, k, 0, 0], PQ)
         # dwt (CRS, K) = col (CRS, NPQ) @ tmp^T (NPQ, K), then dw = dwt^T: OpenBLAS runs this
         # orientation ~25% faster than dw = tmp @ col^T (bench/bench_conv.py, both thread counts).
         gemm_parallel(False, True, <int>CRS, <int>g.K, <int>NPQ, <floating>1, &col[0, 0], <int>NPQ,
@@ -264,6 +267,16 @@ cdef void conv2d_backward_kernel(floating[:, :, :, ::1] dx, floating[:, :, :, ::
                 dwp[k * CRS + row] = dwt[row, k]
     if not need_dx:
         return
+    if floating is float:
+        if direct:
+            # The transposed convolution as a register-tiled scatter, one (n, c) plane of dx per
+            # call (fastnn_direct_conv.h): no 8 MB dcol to write and zero, no col2im pass.
+            dg = _dgeom(&g)
+            for nc in prange(g.N * g.C, schedule='static',
+                             num_threads=_threads(g.K * CRS * NPQ // 8, num_threads)):
+                fastnn_dconv_dx(&dg, &dx[nc // g.C, nc % g.C, 0, 0], &dy[nc // g.C, 0, 0, 0],
+                                &w[0, 0, 0, 0], nc % g.C)
+            return
     # col := dcol (CRS, NPQ) = w^T (CRS, K) @ tmp (K, NPQ); col's im2col is no longer needed
     gemm_parallel(True, False, <int>CRS, <int>NPQ, <int>g.K, <floating>1, &w[0, 0, 0, 0], <int>CRS,
          &tmp[0, 0], <int>NPQ, <floating>0, &col[0, 0], <int>NPQ, num_threads)
@@ -298,7 +311,8 @@ def conv2d_forward(floating[:, :, :, ::1] y, const floating[:, :, :, ::1] x,
                    floating[:, ::1] col, floating[:, ::1] tmp, int num_threads):
     """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C, R, S)) + b (K,).
 
-    col, tmp: scratch from fastnn.ops.conv2d_workspace (see conv.pxd). Leaves im2col(x) in col.
+    col, tmp: scratch from fastnn.ops.conv2d_workspace (see conv.pxd). The im2col path leaves
+    im2col(x) in col; the direct path (see conv.pxd) does not touch col or tmp.
     """
     _check_sizes("conv2d_forward", _shape(x.shape, 4), _shape(w.shape, 4), _shape(y.shape, 4),
                  _shape(col.shape, 2), _shape(tmp.shape, 2), stride_h, stride_w, pad_h, pad_w)
@@ -317,7 +331,8 @@ def conv2d_backward(dx, floating[:, :, :, ::1] dw, floating[::1] db,
     """Overwrites dx, dw, db. dx may be None when the layer is first (skips the dX GEMM and col2im).
 
     col, tmp, dwt: scratch from fastnn.ops.conv2d_workspace (see conv.pxd). col_ready=True skips
-    im2col: only when col still holds what conv2d_forward left for this same x, stride, padding.
+    im2col: only when col still holds what conv2d_forward left for this same x, stride, padding
+    (the direct path, which leaves nothing there, ignores it).
     """
     # dx is untyped so that None cannot steer the float32/float64 dispatch.
     cdef bint need_dx = dx is not None

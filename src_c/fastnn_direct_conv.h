@@ -25,6 +25,8 @@
 #define FASTNN_DCONV_FWD_VB 3
 #define FASTNN_DCONV_DW_KB 3
 #define FASTNN_DCONV_DW_TB 4
+#define FASTNN_DCONV_DX_SB 5
+#define FASTNN_DCONV_DX_VB 4
 
 typedef float fastnn_dc8 __attribute__((vector_size(32)));
 typedef int fastnn_dci8 __attribute__((vector_size(32)));
@@ -157,14 +159,13 @@ static inline __attribute__((always_inline)) void fastnn_dconv_dw_tile(
     /* full vectors q0 = 0, 8, ...; then, if Q % 8, one at Q - 8 whose first 8 - Q % 8 lanes the
        previous vector already counted */
     const long full = g->Q / 8;
-    const fastnn_dci8 keep = lane >= (int)(g->Q % 8 ? 8 - g->Q % 8 : 0);
 #define FASTNN_DC_DW_STEP(DY, X, MASKED)                                                   \
     do {                                                                                   \
         fastnn_dc8 dv[FASTNN_DCONV_DW_KB];                                                 \
         _Pragma("GCC unroll 4")                                                            \
         for (i = 0; i < kb; i++) {                                                         \
             dv[i] = fastnn_dc_load((DY) + i * PQ);                                         \
-            if (MASKED) dv[i] = (fastnn_dc8)((fastnn_dci8)dv[i] & keep);                   \
+            if (MASKED) dv[i] = (fastnn_dc8)((fastnn_dci8)dv[i] & (lane >= (int)(8 - g->Q % 8))); \
             __asm__("" : "+x"(dv[i])); /* in registers, as in the forward tile */          \
         }                                                                                  \
         _Pragma("GCC unroll 4")                                                            \
@@ -176,14 +177,21 @@ static inline __attribute__((always_inline)) void fastnn_dconv_dw_tile(
                 acc[i][j] += dv[i] * xv;                                                   \
         }                                                                                  \
     } while (0)
-    for (long n = n0; n < n1; n++) {
-        const float *dyn = dy + n * KPQ + k0 * PQ, *xn = x + n * CHW;
-        for (long p = 0; p < g->P; p++) {
-            const float *dyp = dyn + p * g->Q, *xp = xn + p * g->W;
-            for (long jv = 0; jv < full; jv++)
-                FASTNN_DC_DW_STEP(dyp + 8 * jv, xp + 8 * jv, 0);
-            if (g->Q % 8)
-                FASTNN_DC_DW_STEP(dyp + g->Q - 8, xp + g->Q - 8, 1);
+    /* Samples innermost: a regular stride and a trip count of a whole chunk, where rows of one
+       vector (LeNet's conv2) left the loop overhead per FMA tile. Two loop nests, so the mask
+       is not live (a 17th register: spills) in the main one. */
+    for (long p = 0; p < g->P; p++) {
+        for (long jv = 0; jv <= full; jv++) {
+            long q0 = jv < full ? 8 * jv : g->Q - 8;
+            const float *dyv = dy + n0 * KPQ + k0 * PQ + p * g->Q + q0;
+            const float *xv0 = x + n0 * CHW + p * g->W + q0;
+            if (jv < full) {
+                for (long n = n0; n < n1; n++, dyv += KPQ, xv0 += CHW)
+                    FASTNN_DC_DW_STEP(dyv, xv0, 0);
+            } else if (g->Q % 8) {
+                for (long n = n0; n < n1; n++, dyv += KPQ, xv0 += CHW)
+                    FASTNN_DC_DW_STEP(dyv, xv0, 1);
+            }
         }
     }
 #undef FASTNN_DC_DW_STEP
@@ -217,6 +225,116 @@ static inline __attribute__((always_inline)) void fastnn_dconv_dw_body(
 #undef FASTNN_DC_DW_TB
 }
 
+/* ---- dX ----------------------------------------------------------------------------------- */
+
+/* dx plane c of one sample (H, W) += its share from tap row r, columns s0 .. s0+sb, output
+ * vectors v0 .. v0+vb: dx[c, p+r, q+s] += sum over k of w[k, c, r, s] * dy[k, p, q]. The
+ * transposed convolution as a scatter: each dy vector is read once per (r, s-block) from L1 and
+ * the sums over k stay in registers; only the finished tile is added into dx. Lanes that an
+ * overlapping last vector repeats are masked to 0 in dy (masked = 1). */
+static inline __attribute__((always_inline)) void fastnn_dconv_dx_tile(
+        const int sb, const int vb, const int masked, const fastnn_dconv_geom *g, float *dxc,
+        const float *dyn, const float *w, long c, long r, long s0, long v0) {
+    const long rv = fastnn_dconv_row_vectors(g), PQ = g->P * g->Q, CRS = g->C * g->R * g->S;
+    const fastnn_dci8 lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    fastnn_dc8 acc[FASTNN_DCONV_DX_SB][FASTNN_DCONV_DX_VB];
+    fastnn_dci8 keep[FASTNN_DCONV_DX_VB];
+    long dy_off[FASTNN_DCONV_DX_VB], dx_off[FASTNN_DCONV_DX_VB];
+    int i, j;
+    _Pragma("GCC unroll 4")
+    for (j = 0; j < vb; j++) {
+        long p = (v0 + j) / rv, jv = (v0 + j) % rv, q0 = fastnn_dconv_q0(g, jv);
+        dy_off[j] = p * g->Q + q0;
+        dx_off[j] = (p + r) * g->W + q0 + s0;
+        if (masked)
+            keep[j] = lane >= (int)(8 * jv - q0);
+    }
+    _Pragma("GCC unroll 6")
+    for (i = 0; i < sb; i++)
+        _Pragma("GCC unroll 4")
+        for (j = 0; j < vb; j++)
+            acc[i][j] = fastnn_dc_splat(0.0f);
+    const float *wk = w + (c * g->R + r) * g->S + s0;
+    const float *dyk = dyn;
+    for (long k = 0; k < g->K; k++, wk += CRS, dyk += PQ) {
+        fastnn_dc8 dv[FASTNN_DCONV_DX_VB];
+        _Pragma("GCC unroll 4")
+        for (j = 0; j < vb; j++) {
+            dv[j] = fastnn_dc_load(dyk + dy_off[j]);
+            if (masked)
+                dv[j] = (fastnn_dc8)((fastnn_dci8)dv[j] & keep[j]);
+            __asm__("" : "+x"(dv[j]));  /* in registers, as in the forward tile */
+        }
+        _Pragma("GCC unroll 6")
+        for (i = 0; i < sb; i++) {
+            fastnn_dc8 wv = fastnn_dc_splat(wk[i]);
+            _Pragma("GCC unroll 4")
+            for (j = 0; j < vb; j++)
+                acc[i][j] += wv * dv[j];
+        }
+    }
+    /* acc[i][j] belongs at columns +i: shift each into a 16-lane window (lo, hi) in registers
+       and add that into dx once. Adding the shifted vectors into dx one by one made every load
+       overlap the store before it (store-forwarding stalls: ~2x slower). */
+    const fastnn_dc8 zero = fastnn_dc_splat(0.0f);
+    _Pragma("GCC unroll 4")
+    for (j = 0; j < vb; j++) {
+        fastnn_dc8 lo = acc[0][j], hi = zero;
+        _Pragma("GCC unroll 6")
+        for (i = 1; i < sb; i++) {
+            const fastnn_dci8 to_lo = {i > 0 ? 8 : 0, i > 1 ? 8 : 1 - i, i > 2 ? 8 : 2 - i,
+                                       i > 3 ? 8 : 3 - i, 4 - i, 5 - i, 6 - i, 7 - i};
+            const fastnn_dci8 to_hi = {8 - i, i > 1 ? 9 - i : 8, i > 2 ? 10 - i : 8,
+                                       i > 3 ? 11 - i : 8, i > 4 ? 12 - i : 8, 8, 8, 8};
+            lo += __builtin_shuffle(acc[i][j], zero, to_lo);
+            hi += __builtin_shuffle(acc[i][j], zero, to_hi);
+        }
+        float *out = dxc + dx_off[j];
+        fastnn_dc8 sum = fastnn_dc_load(out) + lo;
+        memcpy(out, &sum, sizeof sum);
+        _Pragma("GCC unroll 6")
+        for (i = 0; i + 1 < sb; i++)
+            out[8 + i] += hi[i];
+    }
+}
+
+/* Whole dx plane c of one sample, overwritten. */
+static inline __attribute__((always_inline)) void fastnn_dconv_dx_body(
+        const fastnn_dconv_geom *g, float *dxc, const float *dyn, const float *w, long c) {
+    const long rv = fastnn_dconv_row_vectors(g), nv = g->P * rv;
+    const int tails = g->Q % 8 != 0;
+    memset(dxc, 0, g->H * g->W * sizeof(float));
+    for (long r = 0; r < g->R; r++) {
+        for (long s0 = 0; s0 < g->S; s0 += FASTNN_DCONV_DX_SB) {
+            int sb = g->S - s0 < FASTNN_DCONV_DX_SB ? (int)(g->S - s0) : FASTNN_DCONV_DX_SB;
+            /* 12 accumulators at most: 5 x 2 or 3 x 4 */
+            int vmax = sb <= 3 ? 4 : 2;
+            for (long v = 0; v < nv; v += vmax) {
+                int vb = nv - v < vmax ? (int)(nv - v) : vmax;
+#define FASTNN_DC_DX_CALL(SB, VB)                                                              \
+                if (tails) fastnn_dconv_dx_tile(SB, VB, 1, g, dxc, dyn, w, c, r, s0, v);        \
+                else fastnn_dconv_dx_tile(SB, VB, 0, g, dxc, dyn, w, c, r, s0, v);
+#define FASTNN_DC_DX_VB(SB)                                                                    \
+                switch (vb) {                                                                   \
+                case 4: FASTNN_DC_DX_CALL(SB, 4) break;                                         \
+                case 3: FASTNN_DC_DX_CALL(SB, 3) break;                                         \
+                case 2: FASTNN_DC_DX_CALL(SB, 2) break;                                         \
+                default: FASTNN_DC_DX_CALL(SB, 1) break;                                        \
+                }
+                switch (sb) {
+                case 5: FASTNN_DC_DX_VB(5) break;
+                case 4: FASTNN_DC_DX_VB(4) break;
+                case 3: FASTNN_DC_DX_VB(3) break;
+                case 2: FASTNN_DC_DX_VB(2) break;
+                default: FASTNN_DC_DX_VB(1) break;
+                }
+#undef FASTNN_DC_DX_VB
+#undef FASTNN_DC_DX_CALL
+            }
+        }
+    }
+}
+
 /* ---- the two builds, picked once at run time ---------------------------------------------- */
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define FASTNN_DCONV_HAVE_AVX2_CLONE 1
@@ -230,7 +348,16 @@ __attribute__((target("avx2,fma"))) static void fastnn_dconv_dw_avx2(
         long t0, int tb, long n0, long n1, int accumulate) {
     fastnn_dconv_dw_body(g, dw, dy, x, k0, kb, t0, tb, n0, n1, accumulate);
 }
+__attribute__((target("avx2,fma"))) static void fastnn_dconv_dx_avx2(
+        const fastnn_dconv_geom *g, float *dxc, const float *dyn, const float *w, long c) {
+    fastnn_dconv_dx_body(g, dxc, dyn, w, c);
+}
 #endif
+
+static void fastnn_dconv_dx_base(const fastnn_dconv_geom *g, float *dxc, const float *dyn,
+                                 const float *w, long c) {
+    fastnn_dconv_dx_body(g, dxc, dyn, w, c);
+}
 
 static void fastnn_dconv_fwd_base(const fastnn_dconv_geom *g, float *y, const float *x,
                                   const float *w, const float *b, long k0, int kb) {
@@ -278,6 +405,18 @@ static void fastnn_dconv_dw(const fastnn_dconv_geom *g, float *dw, const float *
     }
 #endif
     fastnn_dconv_dw_base(g, dw, dy, x, k0, kb, t0, tb, n0, n1, accumulate);
+}
+
+/* dx plane c of sample n (dxc points at it, dyn at dy[n]), overwritten. */
+static void fastnn_dconv_dx(const fastnn_dconv_geom *g, float *dxc, const float *dyn, const float *w,
+                            long c) {
+#ifdef FASTNN_DCONV_HAVE_AVX2_CLONE
+    if (fastnn_dconv_avx2()) {
+        fastnn_dconv_dx_avx2(g, dxc, dyn, w, c);
+        return;
+    }
+#endif
+    fastnn_dconv_dx_base(g, dxc, dyn, w, c);
 }
 
 #endif

@@ -8,11 +8,13 @@ from fastnn import _conv, ops
 
 import reference as ref
 
-# (x shape, w shape). Tiles: 4 filters x 3 row-vectors (forward), 3 filters x 4 taps (dW).
-# Q % 8 != 0 makes an overlapping last vector (forward recomputes it, dW masks it).
+# (x shape, w shape). Tiles: 4 filters x 3 row-vectors (forward), 3 filters x 4 taps (dW),
+# up to 5 columns x 2 vectors or 3 x 4 (dx). Q % 8 != 0 makes an overlapping last vector
+# (forward recomputes it, dW and dx mask it).
 DIRECT_CASES = [
     ((64, 1, 28, 28), (20, 1, 5, 5)),     # LeNet conv1: dW direct, several sample chunks
-    ((3, 20, 12, 12), (50, 20, 5, 5)),    # LeNet conv2: dW by GEMM (50 x 500 is large)
+    ((16, 20, 12, 12), (50, 20, 5, 5)),   # LeNet conv2: N*P*Q = 1024, dW direct
+    ((3, 20, 12, 12), (50, 20, 5, 5)),    # N*P*Q = 192 < 512: dW by im2col + GEMM, dx direct
     ((2, 3, 7, 10), (5, 3, 3, 3)),        # Q = 8, 5 vectors (3 + 2), 27 taps (4 * 6 + 3)
     ((1, 2, 6, 14), (1, 2, 2, 3)),        # Q = 12: overlap; one filter; N = 1
     ((2, 1, 4, 20), (2, 1, 1, 4)),        # Q = 17: 3 vectors per row; 4 taps
@@ -84,9 +86,10 @@ def test_direct_backward_matches_finite_differences(xs, ws, rng):
         assert np.linalg.norm(got - numeric) / np.linalg.norm(numeric) < 1e-5
 
 
-def test_direct_forward_skips_im2col_and_backward_does_not_trust_col(rng):
+@pytest.mark.parametrize("n", [3, 16])  # dW by GEMM (reads the im2col it makes), dW direct
+def test_direct_forward_skips_im2col_and_backward_does_not_trust_col(n, rng):
     # The direct forward leaves col untouched (so it must not be trusted by a col_ready backward).
-    xs, ws = (3, 20, 12, 12), (50, 20, 5, 5)
+    xs, ws = (n, 20, 12, 12), (50, 20, 5, 5)
     x, w, b, dy = _case(rng, xs, ws)
     work = ops.conv2d_workspace(xs, ws, 1, 0, np.float32)
     work["col"][...] = np.nan
@@ -96,6 +99,8 @@ def test_direct_forward_skips_im2col_and_backward_does_not_trust_col(rng):
     dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty_like(b)
     _conv.conv2d_backward(dx, dw, db, dy, x, w, 1, 1, 0, 0, work["col"], work["tmp"], work["dwt"],
                           1, col_ready=True)
+    if n == 16:  # all-direct backward: no scratch at all
+        assert np.isnan(work["col"]).all()
     for name, got, want in zip("dx dw db".split(), (dx, dw, db), ref.conv2d_backward(dy, x, w)):
         _assert_close(got, want, name)
 
