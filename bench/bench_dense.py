@@ -50,3 +50,35 @@ def test_gemm_small_vs_openblas(benchmark, threads, impl, label, ta, tb, m, n, k
                        rounds=200, warmup_rounds=20, iterations=10)
     if not benchmark.disabled:
         benchmark.extra_info["gflops"] = round(2 * m * n * k / benchmark.stats.stats.median / 1e9, 1)
+
+
+@pytest.fixture(params=[True, False], ids=["skip", "full"])
+def skip_zero_columns(request):
+    from fastnn import _train_step
+    previous = _train_step.set_skip_zero_columns(request.param)
+    yield request.param
+    _train_step.set_skip_zero_columns(previous)
+
+
+# The mlp preset's one-call train step on real MNIST batches (the bundled subset), with its first
+# layer skipping the batch's all-zero input columns (src_c/train_step.pyx) or not.
+@pytest.mark.benchmark(group="skip-zero-columns")
+@pytest.mark.parametrize("num_threads", [1, 2])
+@pytest.mark.parametrize("preset,batch", [("mlp", 100), ("nielsen", 10)])
+def test_skip_zero_columns(benchmark, threads, num_threads, preset, batch, skip_zero_columns):
+    from fastnn import datasets, zoo
+    threads(num_threads)
+    (x, y), _ = datasets.mnist_subset()
+    x = x.reshape(len(x), -1)[:batch * 20]
+    x = (x / np.float32(255)).astype(np.float32) if x.dtype == np.uint8 else x.astype(np.float32)
+    y = y[:batch * 20].astype(np.int64)
+    model = zoo.get(preset).build(seed=0)
+    batches = [(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)]
+    state = {"i": 0}
+
+    def step():
+        xb, yb = batches[state["i"] % len(batches)]
+        state["i"] += 1
+        model.train_step(xb, yb)
+
+    benchmark(step)

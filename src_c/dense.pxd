@@ -17,3 +17,23 @@ cdef void dense_backward_sgd_kernel(floating[:, ::1] dx, floating[:, ::1] w, flo
                                     floating[::1] db, floating[:, ::1] dy,
                                     const floating[:, ::1] x, const floating[:, ::1] y, int act,
                                     bint need_dx, floating lr, int num_threads) noexcept nogil
+
+# The first layer of the one-call train step on inputs with all-zero columns (MNIST's borders:
+# 283 of 784 columns are 0 in every image of a batch of 100). Those columns add only zeros to
+# x @ w.T and get a zero gradient, so the GEMMs run on the other columns, gathered into xc
+# (rows, kept) and wc (out, kept) by runs of adjacent columns; skipped weights are untouched by
+# plain SGD and get dw = 0 otherwise. runs holds (first column, length) pairs.
+cdef Py_ssize_t nonzero_column_runs(const float* x, Py_ssize_t rows, Py_ssize_t cols, unsigned int* flags,
+                                    int* runs, Py_ssize_t* kept) noexcept nogil
+cdef bint finite_outside_runs(const float* w, Py_ssize_t rows, Py_ssize_t cols, const int* runs,
+                              Py_ssize_t nruns) noexcept nogil
+cdef void gather_runs(float* dst, const float* src, Py_ssize_t rows, Py_ssize_t cols,
+                      const int* runs, Py_ssize_t nruns, Py_ssize_t kept) noexcept nogil
+cdef void dense_forward_compact_kernel(float[:, ::1] y, const float* xc, const float* wc,
+                                       Py_ssize_t kept, const float[::1] b, int act,
+                                       int num_threads) noexcept nogil
+cdef void dense_backward_compact_kernel(float[:, ::1] w, float[::1] b, float[:, ::1] dw,
+                                        float[::1] db, float[:, ::1] dy, const float[:, ::1] y,
+                                        int act, const float* xc, float* wc, float* dwc,
+                                        const int* runs, Py_ssize_t nruns, Py_ssize_t kept,
+                                        bint sgd, float lr, int num_threads) noexcept nogil

@@ -3,6 +3,8 @@
 # pass that adds the bias and applies the activation (fused: one trip over y, one Python call).
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.stdint cimport uint32_t
+from libc.string cimport memcpy
 from _blas cimport (gemm_parallel, fastnn_bind_gemm, fastnn_sgemm_ptr, fastnn_small_sgemm,
                     fastnn_small_gemm_avx2, FASTNN_ROW_MAJOR, FASTNN_TRANS, FASTNN_NO_TRANS)
 from _elementwise cimport bias_activate_row, slope_row, ACT_NONE
@@ -77,6 +79,132 @@ cdef void dense_backward_sgd_kernel(floating[:, ::1] dx, floating[:, ::1] w, flo
     _bias_grad(db, dy)
     for c in range(o):
         b[c] -= lr * db[c]
+
+
+cdef Py_ssize_t nonzero_column_runs(const float* x, Py_ssize_t rows, Py_ssize_t cols, unsigned int* flags,
+                                    int* runs, Py_ssize_t* kept) noexcept nogil:
+    # flags[c] = any row has x[r, c] != 0 (NaN and inf count as non-zero; -0.0 adds nothing);
+    # returns the number of runs of flagged columns written to runs
+    cdef Py_ssize_t r, c, nruns = 0, start
+    cdef const uint32_t* xr
+    for c in range(cols):
+        flags[c] = 0
+    for r in range(rows):
+        # the bits without the sign: non-zero unless the value is +-0.0 (an integer OR
+        # vectorises; the float compare did not)
+        xr = <const uint32_t*>(x + r * cols)
+        for c in range(cols):
+            flags[c] |= xr[c] & 0x7fffffff
+    kept[0] = 0
+    c = 0
+    while c < cols:
+        if not flags[c]:
+            c += 1
+            continue
+        start = c
+        while c < cols and flags[c]:
+            c += 1
+        runs[2 * nruns] = <int>start
+        runs[2 * nruns + 1] = <int>(c - start)
+        kept[0] += c - start
+        nruns += 1
+    return nruns
+
+
+cdef bint finite_outside_runs(const float* w, Py_ssize_t rows, Py_ssize_t cols, const int* runs,
+                              Py_ssize_t nruns) noexcept nogil:
+    # A NaN or inf weight on a skipped column would make the full product NaN; then the caller
+    # keeps the full GEMM so the loss shows it, as the layer path does.
+    cdef Py_ssize_t r, t, c, gap_start
+    cdef const uint32_t* wr
+    cdef uint32_t bad = 0
+    for r in range(rows):
+        wr = <const uint32_t*>(w + r * cols)
+        gap_start = 0
+        for t in range(nruns + 1):
+            for c in range(gap_start, runs[2 * t] if t < nruns else cols):
+                bad |= (wr[c] & 0x7f800000) == 0x7f800000  # exponent all ones: inf or NaN
+            if t < nruns:
+                gap_start = runs[2 * t] + runs[2 * t + 1]
+    return bad == 0
+
+
+cdef void gather_runs(float* dst, const float* src, Py_ssize_t rows, Py_ssize_t cols,
+                      const int* runs, Py_ssize_t nruns, Py_ssize_t kept) noexcept nogil:
+    # dst (rows, kept) = src (rows, cols)[:, the runs' columns]
+    cdef Py_ssize_t r, t, j
+    cdef float* d
+    cdef const float* s
+    for r in range(rows):
+        d = dst + r * kept
+        for t in range(nruns):
+            memcpy(d, src + r * cols + runs[2 * t], runs[2 * t + 1] * sizeof(float))
+            d += runs[2 * t + 1]
+
+
+cdef void _scatter_runs(float* dst, const float* src, Py_ssize_t rows, Py_ssize_t cols,
+                        const int* runs, Py_ssize_t nruns, Py_ssize_t kept,
+                        bint zero_gaps) noexcept nogil:
+    # dst (rows, cols)[:, the runs' columns] = src (rows, kept); the other columns are zeroed
+    # (zero_gaps) or left alone
+    cdef Py_ssize_t r, t, j, gap_start
+    cdef float* d
+    cdef const float* s
+    for r in range(rows):
+        d = dst + r * cols
+        s = src + r * kept
+        gap_start = 0
+        for t in range(nruns):
+            if zero_gaps:
+                for j in range(gap_start, runs[2 * t]):
+                    d[j] = 0
+            for j in range(runs[2 * t + 1]):
+                d[runs[2 * t] + j] = s[j]
+            s += runs[2 * t + 1]
+            gap_start = runs[2 * t] + runs[2 * t + 1]
+        if zero_gaps:
+            for j in range(gap_start, cols):
+                d[j] = 0
+
+
+cdef void dense_forward_compact_kernel(float[:, ::1] y, const float* xc, const float* wc,
+                                       Py_ssize_t kept, const float[::1] b, int act,
+                                       int num_threads) noexcept nogil:
+    # y (N, O) = act(xc (N, kept) @ wc (O, kept).T + b)
+    cdef Py_ssize_t n = y.shape[0], o = y.shape[1], r
+    gemm_parallel(False, True, <int>n, <int>o, <int>kept, <float>1, xc, <int>kept, wc, <int>kept,
+                  <float>0, &y[0, 0], <int>o, num_threads)
+    if n * o < PARALLEL_MIN_WORK:
+        num_threads = 1
+    for r in prange(n, schedule='static', num_threads=num_threads):
+        bias_activate_row(&y[r, 0], &b[0], o, act)
+
+
+cdef void dense_backward_compact_kernel(float[:, ::1] w, float[::1] b, float[:, ::1] dw,
+                                        float[::1] db, float[:, ::1] dy, const float[:, ::1] y,
+                                        int act, const float* xc, float* wc, float* dwc,
+                                        const int* runs, Py_ssize_t nruns, Py_ssize_t kept,
+                                        bint sgd, float lr, int num_threads) noexcept nogil:
+    # The first layer's backward (no dx) on the gathered columns. sgd: w[:, kept] -= lr * dw
+    # through the GEMM on wc (still w's kept columns: w has not changed since the forward), as
+    # dense_backward_sgd_kernel does, then b -= lr * db. Otherwise dw = dz.T @ x with zero
+    # columns where x was zero.
+    cdef Py_ssize_t n = dy.shape[0], o = w.shape[0], i = w.shape[1], c, r
+    if act != ACT_NONE:
+        for r in prange(n, schedule='static', num_threads=1 if n * o < PARALLEL_MIN_WORK else num_threads):
+            slope_row(&dy[r, 0], &y[r, 0], o, act)
+    if sgd:
+        gemm_parallel(True, False, <int>o, <int>kept, <int>n, -lr, &dy[0, 0], <int>o, xc, <int>kept,
+                      <float>1, wc, <int>kept, num_threads)
+        _scatter_runs(&w[0, 0], wc, o, i, runs, nruns, kept, False)
+        _bias_grad(db, dy)
+        for c in range(o):
+            b[c] -= lr * db[c]
+    else:
+        gemm_parallel(True, False, <int>o, <int>kept, <int>n, <float>1, &dy[0, 0], <int>o, xc,
+                      <int>kept, <float>0, dwc, <int>kept, num_threads)
+        _scatter_runs(&dw[0, 0], dwc, o, i, runs, nruns, kept, True)
+        _bias_grad(db, dy)
 
 
 def dense_forward(floating[:, ::1] y, const floating[:, ::1] x, const floating[:, ::1] w,

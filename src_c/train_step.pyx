@@ -1,7 +1,9 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 # One training step of a float32 stack of Dense layers in a single call: forward, loss,
 # backward and the optimizer update, composed of the same kernels as the layer-by-layer path
-# (bit-identical results with momentum, weight decay or Adam). Plain SGD is applied by the dW
+# (bit-identical results with momentum, weight decay or Adam, except where the first layer
+# skips all-zero input columns: the same sums, fewer zero terms, so the last bits of the
+# forward may differ). Plain SGD is applied by the dW
 # GEMMs themselves (dense_backward_sgd_kernel): no gradient pass, 1.04-1.18x faster steps on
 # the mlp/spiral/nielsen presets; the same formula, but w - lr * dw may round once or twice,
 # so the last bit can differ from the layer-by-layer path (and model.grads keeps only db).
@@ -11,9 +13,23 @@
 # callgrind on the spiral preset), so a 7-call step spent more than half its time there. Here
 # the buffers are acquired once, when the model makes the plan for a batch size.
 from libc.stdint cimport int64_t
-from fastnn._dense cimport dense_forward_kernel, dense_backward_kernel, dense_backward_sgd_kernel
+from fastnn._dense cimport (dense_forward_kernel, dense_backward_kernel, dense_backward_sgd_kernel,
+                           nonzero_column_runs, finite_outside_runs, gather_runs,
+                           dense_forward_compact_kernel, dense_backward_compact_kernel)
 from fastnn._loss cimport softmax_cross_entropy_kernel, mse_labels_kernel, count_correct_kernel
 from fastnn._optim cimport sgd_update_kernel, adam_update_kernel
+
+import numpy as np
+
+# The first layer skips input columns that are zero in the whole batch (dense.pxd) when at most
+# this share of columns is left (gathering costs ~1/3 of the GEMM work it saves per column) and
+# the batch has at least COMPACT_MIN_ROWS rows. On MNIST, mlp (batch 100) at 1 thread: 203 vs
+# 249 us per step, at 2 threads even; Nielsen's batch of 10, whose GEMMs are the small kernels,
+# lost (32 vs 28 us) (bench/bench_dense.py, group "skip-zero-columns").
+DEF COMPACT_MAX_KEPT = 0.8
+DEF COMPACT_MIN_ROWS = 32
+
+cdef bint _skip_zero_columns = True
 
 cdef enum:
     LOSS_SOFTMAX_CROSS_ENTROPY = 0
@@ -52,6 +68,11 @@ cdef class DenseTrainStep:
     cdef float[::1] params, grads, state1, state2
     cdef int loss_kind, optimizer_kind
     cdef Py_ssize_t batch
+    # first-layer column skipping: flags (I,), runs (2I,), gathered x (N*I), w (O*I), dw (O*I)
+    cdef unsigned int[::1] col_flags
+    cdef int[::1] col_runs
+    cdef float[::1] xc, wc, dwc
+    cdef readonly Py_ssize_t last_kept_columns  # input columns the last step's GEMMs used
 
     def __init__(self, list layers, float[:, ::1] dout, float[::1] params, float[::1] grads,
                  state1, state2, int loss_kind, int optimizer_kind):
@@ -60,6 +81,14 @@ cdef class DenseTrainStep:
         self.layers, self.dout, self.params, self.grads = layers, dout, params, grads
         self.loss_kind, self.optimizer_kind = loss_kind, optimizer_kind
         self.batch = dout.shape[0]
+        first = <DenseBuffers>layers[0]
+        inputs, outputs = first.w.shape[1], first.w.shape[0]
+        self.col_flags = np.empty(inputs, np.uintc)
+        self.col_runs = np.empty(2 * inputs, np.intc)
+        self.xc = np.empty(self.batch * inputs, np.float32)
+        self.wc = np.empty(outputs * inputs, np.float32)
+        self.dwc = np.empty(outputs * inputs, np.float32)  # untouched (not resident) with SGD
+        self.last_kept_columns = inputs
         if state1 is not None:
             self.state1 = state1
         if state2 is not None:
@@ -80,10 +109,27 @@ cdef class DenseTrainStep:
         for i in range(self.batch):  # the loss kernels index with labels: never out of bounds
             if labels[i] < 0 or labels[i] >= classes:
                 raise ValueError(f"train_step: labels must be in [0, {classes}), got {labels[i]}")
+        cdef DenseBuffers first = self.layers[0]
+        cdef Py_ssize_t inputs = first.w.shape[1], outputs = first.w.shape[0], nruns, kept
+        cdef bint compact
+        with nogil:
+            nruns = nonzero_column_runs(&x[0, 0], self.batch, inputs, &self.col_flags[0],
+                                        &self.col_runs[0], &kept)
+            compact = (_skip_zero_columns and self.batch >= COMPACT_MIN_ROWS
+                       and 0 < kept <= COMPACT_MAX_KEPT * inputs
+                       and finite_outside_runs(&first.w[0, 0], outputs, inputs, &self.col_runs[0], nruns))
+            if compact:
+                gather_runs(&self.xc[0], &x[0, 0], self.batch, inputs, &self.col_runs[0], nruns, kept)
+                gather_runs(&self.wc[0], &first.w[0, 0], outputs, inputs, &self.col_runs[0], nruns, kept)
+        self.last_kept_columns = kept if compact else inputs
         for i in range(last + 1):
             layer = self.layers[i]
             with nogil:
-                dense_forward_kernel(layer.y, inp, layer.w, layer.b, layer.act, num_threads)
+                if i == 0 and compact:
+                    dense_forward_compact_kernel(layer.y, &self.xc[0], &self.wc[0], kept, layer.b,
+                                                 layer.act, num_threads)
+                else:
+                    dense_forward_kernel(layer.y, inp, layer.w, layer.b, layer.act, num_threads)
             inp = layer.y
         with nogil:
             if self.loss_kind == LOSS_SOFTMAX_CROSS_ENTROPY:
@@ -102,7 +148,12 @@ cdef class DenseTrainStep:
             else:
                 inp = x
             with nogil:
-                if sgd_in_backward:
+                if i == 0 and compact:
+                    dense_backward_compact_kernel(layer.w, layer.b, layer.dw, layer.db, dy, layer.y,
+                                                  layer.act, &self.xc[0], &self.wc[0], &self.dwc[0],
+                                                  &self.col_runs[0], nruns, kept, sgd_in_backward,
+                                                  <float>lr, num_threads)
+                elif sgd_in_backward:
                     dense_backward_sgd_kernel(layer.dx, layer.w, layer.b, layer.db, dy, inp, layer.y,
                                               layer.act, i > 0, <float>lr, num_threads)
                 else:
@@ -120,3 +171,12 @@ cdef class DenseTrainStep:
                 adam_update_kernel(self.params, self.grads, self.state1, self.state2, adam_step,
                                    lr, beta1, beta2, eps, num_threads)
         return loss, correct
+
+
+def set_skip_zero_columns(bint enabled):
+    """Let the first layer skip all-zero input columns (the default) or not; returns the previous
+    setting. For tests and benchmarks that compare the two."""
+    global _skip_zero_columns
+    previous = _skip_zero_columns
+    _skip_zero_columns = enabled
+    return previous

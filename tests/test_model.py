@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import fastnn
+from fastnn import _train_step
 from fastnn import (MSE, SGD, Adam, BinaryCrossEntropy, Conv2D, Dense, Flatten, MaxPool2D,
                     MaxUnpool2D, RandomSearch, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh)
 
@@ -308,6 +309,58 @@ def test_fused_plain_sgd_matches_layer_by_layer_on_the_presets(rng):
             fused.train_step(x[start:start + batch], y[start:start + batch])
             layered.train_step(x[start:start + batch], y[start:start + batch])
         np.testing.assert_allclose(fused.params, layered.params, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def _sparse_columns_batch(rng, rows=64, inputs=12):
+    # MNIST-like: some input columns are 0 in every row of the batch, one is -0.0
+    x = rng.random((rows, inputs), dtype=np.float32)
+    x[:, [0, 1, 5, 9, 10]] = 0
+    x[:, 7] = -0.0
+    x[rng.random((rows, inputs)) < 0.5] = 0  # scattered zeros that must not be skipped
+    return x, rng.integers(0, 5, rows)
+
+
+@pytest.mark.parametrize("num_threads", [1, 2])
+@pytest.mark.parametrize("optimizer", [lambda: SGD(0.1), lambda: SGD(0.5, momentum=0.9, weight_decay=1e-3),
+                                       lambda: Adam(0.01)], ids=["sgd", "momentum", "adam"])
+def test_fused_step_skipping_zero_columns_matches_layer_by_layer(optimizer, num_threads, rng, threads):
+    threads(num_threads)
+    fused, layered = _dense_stack(SoftmaxCrossEntropy(), optimizer()), _dense_stack(SoftmaxCrossEntropy(), optimizer())
+    layered._fused_steps = None
+    w_before = fused.layers[0].params["w"].copy()
+    for _ in range(3):
+        x, y = _sparse_columns_batch(rng)
+        assert fused.train_step(x, y) == pytest.approx(layered.train_step(x, y), rel=1e-5)
+        assert fused.last_correct == layered.last_correct
+    assert fused._fused_steps[64].last_kept_columns == 6  # the 6 other columns were skipped
+    np.testing.assert_allclose(fused.params, layered.params, rtol=1e-5, atol=1e-6)
+    skipped = [0, 1, 5, 7, 9, 10]
+    if isinstance(fused.optimizer, SGD) and fused.optimizer.momentum == 0:
+        # plain SGD never touches the skipped weights (their gradient is exactly 0)
+        np.testing.assert_array_equal(fused.layers[0].params["w"][:, skipped], w_before[:, skipped])
+    else:
+        np.testing.assert_array_equal(fused.layers[0].grads["w"][:, skipped], 0)
+
+
+def test_fused_step_skips_zero_columns_only_where_it_pays_and_never_hides_nan(rng):
+    model = _dense_stack(SoftmaxCrossEntropy(), SGD(0.1))
+    x, y = _sparse_columns_batch(rng)
+    model.train_step(x[:16], y[:16])  # 16 rows: the small GEMMs run, nothing to gain
+    assert model._fused_steps[16].last_kept_columns == 12
+    dense_x = rng.random((64, 12), dtype=np.float32) + 0.5
+    model.train_step(dense_x, y)  # no all-zero column
+    assert model._fused_steps[64].last_kept_columns == 12
+    previous = _train_step.set_skip_zero_columns(False)
+    try:
+        model.train_step(x, y)
+        assert model._fused_steps[64].last_kept_columns == 12
+    finally:
+        _train_step.set_skip_zero_columns(previous)
+    # A NaN weight on a skipped column: the full GEMM runs, so the loss shows it (as the layer
+    # path's 0 * NaN does) instead of training on silently.
+    model.layers[0].params["w"][3, 0] = np.nan
+    assert np.isnan(model.train_step(x, y))
+    assert model._fused_steps[64].last_kept_columns == 12
 
 
 def test_fused_dense_step_falls_back_where_it_does_not_apply(rng):
