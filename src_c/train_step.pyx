@@ -110,14 +110,15 @@ cdef class DenseTrainStep:
             if labels[i] < 0 or labels[i] >= classes:
                 raise ValueError(f"train_step: labels must be in [0, {classes}), got {labels[i]}")
         cdef DenseBuffers first = self.layers[0]
-        cdef Py_ssize_t inputs = first.w.shape[1], outputs = first.w.shape[0], nruns, kept
-        cdef bint compact
+        cdef Py_ssize_t inputs = first.w.shape[1], outputs = first.w.shape[0], nruns = 0, kept = 0
+        cdef bint compact = _skip_zero_columns and self.batch >= COMPACT_MIN_ROWS
         with nogil:
-            nruns = nonzero_column_runs(&x[0, 0], self.batch, inputs, &self.col_flags[0],
-                                        &self.col_runs[0], &kept)
-            compact = (_skip_zero_columns and self.batch >= COMPACT_MIN_ROWS
-                       and 0 < kept <= COMPACT_MAX_KEPT * inputs
-                       and finite_outside_runs(&first.w[0, 0], outputs, inputs, &self.col_runs[0], nruns))
+            if compact:
+                nruns = nonzero_column_runs(&x[0, 0], self.batch, inputs, &self.col_flags[0],
+                                            &self.col_runs[0], &kept)
+                compact = (0 < kept <= COMPACT_MAX_KEPT * inputs
+                           and finite_outside_runs(&first.w[0, 0], outputs, inputs,
+                                                   &self.col_runs[0], nruns))
             if compact:
                 gather_runs(&self.xc[0], &x[0, 0], self.batch, inputs, &self.col_runs[0], nruns, kept)
                 gather_runs(&self.wc[0], &first.w[0, 0], outputs, inputs, &self.col_runs[0], nruns, kept)
