@@ -74,6 +74,7 @@ def info():
         "blas_library": _blas_path,
         "blas_threads": _blas.scipy_openblas_get_num_threads(),
         "small_gemm_simd": _dense.small_gemm_simd(),  # fastnn_small_gemm.h's build picked here
+        "direct_conv_simd": _conv.direct_simd(),  # fastnn_direct_conv.h's
         "num_threads": _num_threads,
     }
 

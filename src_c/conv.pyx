@@ -149,8 +149,10 @@ cdef inline floating _sum(const floating* a, Py_ssize_t n) noexcept nogil:
 
 
 cdef inline bint _direct_ok(const Geom* g) noexcept nogil:
+    # Only where the AVX2+FMA build runs: the baseline (SSE2) build of the 8-wide tiles
+    # measured ~30x slower than there, far behind im2col + OpenBLAS.
     return (_direct_enabled and g.sh == 1 and g.sw == 1 and g.ph == 0 and g.pw == 0
-            and g.Q >= 8)
+            and g.Q >= 8 and fastnn_dconv_avx2())
 
 
 cdef inline fastnn_dconv_geom _dgeom(const Geom* g) noexcept nogil:

@@ -15,7 +15,8 @@
  * Forward tile: FWD_KB filters x FWD_VB vectors = 12 accumulators; per tap (c, r, s) it loads
  * FWD_VB input vectors and broadcasts FWD_KB weights. dW tile: DW_KB filters x DW_TB taps = 12
  * accumulators, summed over (n, vector) and reduced across lanes once per tile and sample chunk.
- * Same build scheme as fastnn_small_gemm.h: an AVX2+FMA clone picked at run time.
+ * Same build scheme as fastnn_small_gemm.h: an AVX2+FMA clone picked at run time; conv.pyx
+ * uses these kernels only where that clone runs (the baseline build is correct but slow).
  */
 #ifndef FASTNN_DIRECT_CONV_H
 #define FASTNN_DIRECT_CONV_H
@@ -34,6 +35,12 @@ typedef int fastnn_dci8 __attribute__((vector_size(32)));
 typedef struct {
     long C, H, W, K, R, S, P, Q;
 } fastnn_dconv_geom;
+
+/* Keeps v in a register: left to itself gcc folds the tile's loads into every FMA that uses
+ * them (12 loads per tap instead of 3: load-bound, 52 instead of 96 GFLOP/s for LeNet's conv2
+ * forward). Only in the AVX2 build (avx = 1): a 32-byte register does not exist without AVX. */
+#define FASTNN_DC_IN_REGISTER(v, avx) \
+    do { if (avx) __asm__("" : "+x"(v)); } while (0)
 
 static inline __attribute__((always_inline)) fastnn_dc8 fastnn_dc_load(const float *p) {
     fastnn_dc8 v;
@@ -61,7 +68,7 @@ static inline __attribute__((always_inline)) long fastnn_dconv_q0(const fastnn_d
 /* y (K, P*Q) rows k0..k0+kb of one sample, vectors v0..v0+vb (flat index p * row_vectors + j),
  * from that sample's x (C, H, W): y = b + sum over taps of w * window */
 static inline __attribute__((always_inline)) void fastnn_dconv_fwd_tile(
-        const int kb, const int vb, const fastnn_dconv_geom *g, float *y, const float *x,
+        const int avx, const int kb, const int vb, const fastnn_dconv_geom *g, float *y, const float *x,
         const float *w, const float *b, long k0, long v0) {
     const long rv = fastnn_dconv_row_vectors(g), PQ = g->P * g->Q, HW = g->H * g->W;
     const long CRS = g->C * g->R * g->S;
@@ -91,14 +98,14 @@ static inline __attribute__((always_inline)) void fastnn_dconv_fwd_tile(
                 _Pragma("GCC unroll 4")
                 for (j = 0; j < vb; j++)
                     xv[j] = fastnn_dc_load(xr + s + in_off[j]);
-                /* keep the loads in registers: folded into each FMA they are 12 loads, not 3,
-                   and the tile becomes load-bound */
                 _Pragma("GCC unroll 4")
                 for (j = 0; j < vb; j++)
-                    __asm__("" : "+x"(xv[j]));
+                    FASTNN_DC_IN_REGISTER(xv[j], avx);
                 _Pragma("GCC unroll 4")
                 for (i = 0; i < kb; i++) {
-                    fastnn_dc8 wv = fastnn_dc_splat(wk[i][t]);
+                    /* scalar * vector: a broadcast load (a {w, w, ...} vector took 7 inserts in the AVX2
+                       clone of a portable build) */
+                    float wv = wk[i][t];
                     _Pragma("GCC unroll 4")
                     for (j = 0; j < vb; j++)
                         acc[i][j] += wv * xv[j];
@@ -115,15 +122,15 @@ static inline __attribute__((always_inline)) void fastnn_dconv_fwd_tile(
 
 /* All vectors of filters k0..k0+kb (kb <= FWD_KB) for one sample. */
 static inline __attribute__((always_inline)) void fastnn_dconv_fwd_body(
-        const fastnn_dconv_geom *g, float *y, const float *x, const float *w, const float *b,
+        const int avx, const fastnn_dconv_geom *g, float *y, const float *x, const float *w, const float *b,
         long k0, int kb) {
     const long nv = g->P * fastnn_dconv_row_vectors(g);
     long v = 0;
 #define FASTNN_DC_FWD_ROW(KB)                                                      \
     for (v = 0; v + FASTNN_DCONV_FWD_VB <= nv; v += FASTNN_DCONV_FWD_VB)           \
-        fastnn_dconv_fwd_tile(KB, FASTNN_DCONV_FWD_VB, g, y, x, w, b, k0, v);       \
-    if (nv - v == 2) fastnn_dconv_fwd_tile(KB, 2, g, y, x, w, b, k0, v);            \
-    else if (nv - v == 1) fastnn_dconv_fwd_tile(KB, 1, g, y, x, w, b, k0, v);
+        fastnn_dconv_fwd_tile(avx, KB, FASTNN_DCONV_FWD_VB, g, y, x, w, b, k0, v);       \
+    if (nv - v == 2) fastnn_dconv_fwd_tile(avx, KB, 2, g, y, x, w, b, k0, v);            \
+    else if (nv - v == 1) fastnn_dconv_fwd_tile(avx, KB, 1, g, y, x, w, b, k0, v);
     switch (kb) {
     case 4: FASTNN_DC_FWD_ROW(4) break;
     case 3: FASTNN_DC_FWD_ROW(3) break;
@@ -138,7 +145,7 @@ static inline __attribute__((always_inline)) void fastnn_dconv_fwd_body(
 /* dw (K, C*R*S) entries [k0, k0+kb) x [t0, t0+tb) (+)= sum over samples [n0, n1), all
  * vectors, of dy * window; lanes an earlier vector of the row already covered are masked. */
 static inline __attribute__((always_inline)) void fastnn_dconv_dw_tile(
-        const int kb, const int tb, const fastnn_dconv_geom *g, float *dw, const float *dy,
+        const int avx, const int kb, const int tb, const fastnn_dconv_geom *g, float *dw, const float *dy,
         const float *x, long k0, long t0, long n0, long n1, int accumulate) {
     const long PQ = g->P * g->Q, HW = g->H * g->W;
     const long CHW = g->C * HW, KPQ = g->K * PQ, RS = g->R * g->S, CRS = g->C * RS;
@@ -166,12 +173,12 @@ static inline __attribute__((always_inline)) void fastnn_dconv_dw_tile(
         for (i = 0; i < kb; i++) {                                                         \
             dv[i] = fastnn_dc_load((DY) + i * PQ);                                         \
             if (MASKED) dv[i] = (fastnn_dc8)((fastnn_dci8)dv[i] & (lane >= (int)(8 - g->Q % 8))); \
-            __asm__("" : "+x"(dv[i])); /* in registers, as in the forward tile */          \
+            FASTNN_DC_IN_REGISTER(dv[i], avx);                                             \
         }                                                                                  \
         _Pragma("GCC unroll 4")                                                            \
         for (j = 0; j < tb; j++) {                                                         \
             fastnn_dc8 xv = fastnn_dc_load((X) + tap_off[j]);                              \
-            __asm__("" : "+x"(xv));                                                        \
+            FASTNN_DC_IN_REGISTER(xv, avx);                                                \
             _Pragma("GCC unroll 4")                                                        \
             for (i = 0; i < kb; i++)                                                       \
                 acc[i][j] += dv[i] * xv;                                                   \
@@ -208,14 +215,14 @@ static inline __attribute__((always_inline)) void fastnn_dconv_dw_tile(
 }
 
 static inline __attribute__((always_inline)) void fastnn_dconv_dw_body(
-        const fastnn_dconv_geom *g, float *dw, const float *dy, const float *x, long k0, int kb,
+        const int avx, const fastnn_dconv_geom *g, float *dw, const float *dy, const float *x, long k0, int kb,
         long t0, int tb, long n0, long n1, int accumulate) {
 #define FASTNN_DC_DW_TB(KB)                                                                      \
     switch (tb) {                                                                                 \
-    case 4: fastnn_dconv_dw_tile(KB, 4, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;         \
-    case 3: fastnn_dconv_dw_tile(KB, 3, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;         \
-    case 2: fastnn_dconv_dw_tile(KB, 2, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;         \
-    default: fastnn_dconv_dw_tile(KB, 1, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;        \
+    case 4: fastnn_dconv_dw_tile(avx, KB, 4, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;         \
+    case 3: fastnn_dconv_dw_tile(avx, KB, 3, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;         \
+    case 2: fastnn_dconv_dw_tile(avx, KB, 2, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;         \
+    default: fastnn_dconv_dw_tile(avx, KB, 1, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;        \
     }
     switch (kb) {
     case 3: FASTNN_DC_DW_TB(3) break;
@@ -233,7 +240,7 @@ static inline __attribute__((always_inline)) void fastnn_dconv_dw_body(
  * the sums over k stay in registers; only the finished tile is added into dx. Lanes that an
  * overlapping last vector repeats are masked to 0 in dy (masked = 1). */
 static inline __attribute__((always_inline)) void fastnn_dconv_dx_tile(
-        const int sb, const int vb, const int masked, const fastnn_dconv_geom *g, float *dxc,
+        const int avx, const int sb, const int vb, const int masked, const fastnn_dconv_geom *g, float *dxc,
         const float *dyn, const float *w, long c, long r, long s0, long v0) {
     const long rv = fastnn_dconv_row_vectors(g), PQ = g->P * g->Q, CRS = g->C * g->R * g->S;
     const fastnn_dci8 lane = {0, 1, 2, 3, 4, 5, 6, 7};
@@ -263,11 +270,11 @@ static inline __attribute__((always_inline)) void fastnn_dconv_dx_tile(
             dv[j] = fastnn_dc_load(dyk + dy_off[j]);
             if (masked)
                 dv[j] = (fastnn_dc8)((fastnn_dci8)dv[j] & keep[j]);
-            __asm__("" : "+x"(dv[j]));  /* in registers, as in the forward tile */
+            FASTNN_DC_IN_REGISTER(dv[j], avx);
         }
         _Pragma("GCC unroll 6")
         for (i = 0; i < sb; i++) {
-            fastnn_dc8 wv = fastnn_dc_splat(wk[i]);
+            float wv = wk[i];  /* scalar * vector, as in the forward tile */
             _Pragma("GCC unroll 4")
             for (j = 0; j < vb; j++)
                 acc[i][j] += wv * dv[j];
@@ -300,7 +307,7 @@ static inline __attribute__((always_inline)) void fastnn_dconv_dx_tile(
 
 /* Whole dx plane c of one sample, overwritten. */
 static inline __attribute__((always_inline)) void fastnn_dconv_dx_body(
-        const fastnn_dconv_geom *g, float *dxc, const float *dyn, const float *w, long c) {
+        const int avx, const fastnn_dconv_geom *g, float *dxc, const float *dyn, const float *w, long c) {
     const long rv = fastnn_dconv_row_vectors(g), nv = g->P * rv;
     const int tails = g->Q % 8 != 0;
     memset(dxc, 0, g->H * g->W * sizeof(float));
@@ -312,8 +319,8 @@ static inline __attribute__((always_inline)) void fastnn_dconv_dx_body(
             for (long v = 0; v < nv; v += vmax) {
                 int vb = nv - v < vmax ? (int)(nv - v) : vmax;
 #define FASTNN_DC_DX_CALL(SB, VB)                                                              \
-                if (tails) fastnn_dconv_dx_tile(SB, VB, 1, g, dxc, dyn, w, c, r, s0, v);        \
-                else fastnn_dconv_dx_tile(SB, VB, 0, g, dxc, dyn, w, c, r, s0, v);
+                if (tails) fastnn_dconv_dx_tile(avx, SB, VB, 1, g, dxc, dyn, w, c, r, s0, v);        \
+                else fastnn_dconv_dx_tile(avx, SB, VB, 0, g, dxc, dyn, w, c, r, s0, v);
 #define FASTNN_DC_DX_VB(SB)                                                                    \
                 switch (vb) {                                                                   \
                 case 4: FASTNN_DC_DX_CALL(SB, 4) break;                                         \
@@ -341,33 +348,33 @@ static inline __attribute__((always_inline)) void fastnn_dconv_dx_body(
 __attribute__((target("avx2,fma"))) static void fastnn_dconv_fwd_avx2(
         const fastnn_dconv_geom *g, float *y, const float *x, const float *w, const float *b,
         long k0, int kb) {
-    fastnn_dconv_fwd_body(g, y, x, w, b, k0, kb);
+    fastnn_dconv_fwd_body(1, g, y, x, w, b, k0, kb);
 }
 __attribute__((target("avx2,fma"))) static void fastnn_dconv_dw_avx2(
         const fastnn_dconv_geom *g, float *dw, const float *dy, const float *x, long k0, int kb,
         long t0, int tb, long n0, long n1, int accumulate) {
-    fastnn_dconv_dw_body(g, dw, dy, x, k0, kb, t0, tb, n0, n1, accumulate);
+    fastnn_dconv_dw_body(1, g, dw, dy, x, k0, kb, t0, tb, n0, n1, accumulate);
 }
 __attribute__((target("avx2,fma"))) static void fastnn_dconv_dx_avx2(
         const fastnn_dconv_geom *g, float *dxc, const float *dyn, const float *w, long c) {
-    fastnn_dconv_dx_body(g, dxc, dyn, w, c);
+    fastnn_dconv_dx_body(1, g, dxc, dyn, w, c);
 }
 #endif
 
 static void fastnn_dconv_dx_base(const fastnn_dconv_geom *g, float *dxc, const float *dyn,
                                  const float *w, long c) {
-    fastnn_dconv_dx_body(g, dxc, dyn, w, c);
+    fastnn_dconv_dx_body(0, g, dxc, dyn, w, c);
 }
 
 static void fastnn_dconv_fwd_base(const fastnn_dconv_geom *g, float *y, const float *x,
                                   const float *w, const float *b, long k0, int kb) {
-    fastnn_dconv_fwd_body(g, y, x, w, b, k0, kb);
+    fastnn_dconv_fwd_body(0, g, y, x, w, b, k0, kb);
 }
 
 static void fastnn_dconv_dw_base(const fastnn_dconv_geom *g, float *dw, const float *dy,
                                  const float *x, long k0, int kb, long t0, int tb, long n0,
                                  long n1, int accumulate) {
-    fastnn_dconv_dw_body(g, dw, dy, x, k0, kb, t0, tb, n0, n1, accumulate);
+    fastnn_dconv_dw_body(0, g, dw, dy, x, k0, kb, t0, tb, n0, n1, accumulate);
 }
 
 static int fastnn_dconv_avx2(void) {

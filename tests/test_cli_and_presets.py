@@ -129,6 +129,7 @@ def test_info_and_no_command():
     code, out, _ = run_cli("info")
     assert code == 0 and "openmp" in out and "blas" in out
     assert "small_gemm_simd" in out and fastnn.info()["small_gemm_simd"] in ("avx2+fma", "baseline")
+    assert "direct_conv_simd" in out and fastnn.info()["direct_conv_simd"] in ("avx2+fma", "baseline")
     assert main([]) == 2
 
 
