@@ -150,7 +150,7 @@ cdef inline floating _sum(const floating* a, Py_ssize_t n) noexcept nogil:
 
 cdef inline bint _direct_ok(const Geom* g) noexcept nogil:
     # Only where the AVX2+FMA build runs: the baseline (SSE2) build of the 8-wide tiles
-    # measured ~30x slower than there, far behind im2col + OpenBLAS.
+    # measured 4-40x slower than there, far behind im2col + OpenBLAS.
     return (_direct_enabled and g.sh == 1 and g.sw == 1 and g.ph == 0 and g.pw == 0
             and g.Q >= 8 and fastnn_dconv_avx2())
 
@@ -353,7 +353,8 @@ def conv2d_backward(dx, floating[:, :, :, ::1] dw, floating[::1] db,
 
 def set_direct(bint enabled):
     """Use direct convolution where it applies (the default) or always im2col + GEMM; returns
-    the previous setting. For tests and benchmarks that compare the two paths."""
+    the previous setting. For tests and benchmarks that compare the two paths; not between a
+    forward and the backward that passes col_ready=True for it."""
     global _direct_enabled
     previous = _direct_enabled
     _direct_enabled = enabled
