@@ -65,11 +65,16 @@ def _open_stream(args, preset, batch_size):
     from .data import IdxBatches, IdxError, ShuffledFileError, ShuffledStream, mnist_files
     layout = "flat" if preset.layout == "flat" else "nchw"
     folder = args.data or os.environ.get("FASTNN_DATA") or datasets.SUBSET_DIR
+    errors = (IdxError, ShuffledFileError, OSError, ValueError)
+    try:  # the file the user named first: its error is the one to report
+        stream = ShuffledStream(args.stream, batch_size, layout=layout)
+    except errors as exc:
+        raise UsageError(str(exc)) from None
     try:
         files = mnist_files(folder, datasets.SUBSET_PREFIX if folder == datasets.SUBSET_DIR else "")
-        stream = ShuffledStream(args.stream, batch_size, layout=layout)
         test = IdxBatches(files["test_images"], files["test_labels"], batch_size=batch_size, layout=layout)
-    except (IdxError, ShuffledFileError, OSError, ValueError) as exc:
+    except errors as exc:
+        stream.close()
         raise UsageError(str(exc)) from None
     return stream, test, f"training stream {args.stream}; test set from {folder}"
 
