@@ -21,6 +21,7 @@
 #ifndef FASTNN_DIRECT_CONV_H
 #define FASTNN_DIRECT_CONV_H
 #include <string.h>
+#include "fastnn_cpu.h"
 
 #define FASTNN_DCONV_FWD_KB 4
 #define FASTNN_DCONV_FWD_VB 3
@@ -378,16 +379,11 @@ static void fastnn_dconv_dw_base(const fastnn_dconv_geom *g, float *dw, const fl
 }
 
 static int fastnn_dconv_avx2(void) {
-    static int cached = -1;
-    if (cached < 0) {
 #ifdef FASTNN_DCONV_HAVE_AVX2_CLONE
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return fastnn_cpu_avx2_fma();
 #else
-        cached = 0;
+    return 0;
 #endif
-    }
-    return cached;
 }
 
 /* y[n] filters [k0, k0 + kb), kb <= FASTNN_DCONV_FWD_KB: x and y point at sample n. */

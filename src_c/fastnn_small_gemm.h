@@ -17,6 +17,7 @@
 #ifndef FASTNN_SMALL_GEMM_H
 #define FASTNN_SMALL_GEMM_H
 #include <string.h>
+#include "fastnn_cpu.h"
 
 typedef float fastnn_f8 __attribute__((vector_size(32)));
 
@@ -197,16 +198,11 @@ static void fastnn_gemm_axpy_base(int m, int n, int k, float alpha, const float 
 
 /* 1: the AVX2+FMA clones run here; 0: the baseline ones. Decided once, on first use. */
 static int fastnn_small_gemm_avx2(void) {
-    static int cached = -1;
-    if (cached < 0) {
 #ifdef FASTNN_HAVE_AVX2_CLONE
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return fastnn_cpu_avx2_fma();
 #else
-        cached = 0;
+    return 0;
 #endif
-    }
-    return cached;
 }
 
 /* C (m, n) = alpha * op(A) @ op(B) + beta * C, the same contract as cblas_sgemm (row-major). */
