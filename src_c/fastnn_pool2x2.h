@@ -61,7 +61,6 @@ static inline __attribute__((always_inline)) void fastnn_maxpool2x2_vec8(
     memcpy(argmax + q + 4, &wide_hi, sizeof wide_hi);
 }
 
-
 /* Outputs q .. q+3, the same tree 4 lanes wide (rows of 4-7 outputs, LeNet's second pool). */
 static inline __attribute__((always_inline)) void fastnn_maxpool2x2_vec4(
         float *y, int64_t *argmax, const float *x, long W, long q, int64_t offset) {

@@ -81,9 +81,13 @@ def _scan_pool(x, k, stride):
     return y, at
 
 
-# (2, 2) has its own kernel path, 8 outputs per vector step in float32: width 37 -> 18 outputs
-# per row covers two vector steps and a scalar tail.
+# (2, 2) has its own kernel path in float32: 8 outputs per vector step, a tail as an overlapping
+# last vector, rows of 4-7 outputs 4-wide, shorter rows one at a time. Row widths (outputs):
+# 4, 18 (two steps and an overlapping tail), 1, 3, 5, 7, 8, 12 (LeNet's first pool).
 @pytest.mark.parametrize("k,stride,shape", [(2, 2, (2, 3, 7, 9)), (2, 2, (2, 2, 6, 37)),
+                                            (2, 2, (1, 2, 4, 2)), (2, 2, (2, 2, 5, 7)),
+                                            (2, 2, (2, 2, 4, 11)), (2, 2, (2, 3, 6, 14)),
+                                            (2, 2, (1, 2, 4, 16)), (2, 2, (2, 2, 4, 24)),
                                             (3, 2, (2, 3, 7, 9)), (2, 1, (2, 3, 7, 9))])
 def test_maxpool_ties_and_nans_follow_the_scan_order(k, stride, shape, dtype, rng):
     x = rng.integers(0, 3, shape).astype(dtype)  # many ties
