@@ -29,14 +29,21 @@ cdef void dense_forward_kernel(floating[:, ::1] y, const floating[:, ::1] x,
         bias_activate_row(&y[r, 0], &b[0], o, act)
 
 
-cdef inline void _dz_and_dx(floating[:, ::1] dx, floating[:, ::1] dy, const floating[:, ::1] w,
-                            const floating[:, ::1] y, int act, bint need_dx,
-                            int num_threads) noexcept nogil:
-    # dy -> dz = dy * act'(y) in place, then dx = dz @ w (w as it is before any update)
-    cdef Py_ssize_t n = dy.shape[0], i = w.shape[1], o = w.shape[0], r, c
+cdef inline void _dz(floating[:, ::1] dy, const floating[:, ::1] y, int act,
+                     int num_threads) noexcept nogil:
+    # dy -> dz = dy * act'(y) in place
+    cdef Py_ssize_t n = dy.shape[0], o = dy.shape[1], r
     if act != ACT_NONE:
         for r in prange(n, schedule='static', num_threads=1 if n * o < PARALLEL_MIN_WORK else num_threads):
             slope_row(&dy[r, 0], &y[r, 0], o, act)
+
+
+cdef inline void _dz_and_dx(floating[:, ::1] dx, floating[:, ::1] dy, const floating[:, ::1] w,
+                            const floating[:, ::1] y, int act, bint need_dx,
+                            int num_threads) noexcept nogil:
+    # dz as _dz, then dx = dz @ w (w as it is before any update)
+    cdef Py_ssize_t n = dy.shape[0], i = w.shape[1], o = w.shape[0]
+    _dz(dy, y, act, num_threads)
     if need_dx:
         gemm_parallel(False, False, <int>n, <int>i, <int>o, <floating>1, &dy[0, 0], <int>o,
                       &w[0, 0], <int>i, <floating>0, &dx[0, 0], <int>i, num_threads)
@@ -189,10 +196,8 @@ cdef void dense_backward_compact_kernel(float[:, ::1] w, float[::1] b, float[:, 
     # through the GEMM on wc (still w's kept columns: w has not changed since the forward), as
     # dense_backward_sgd_kernel does, then b -= lr * db. Otherwise dw = dz.T @ x with zero
     # columns where x was zero.
-    cdef Py_ssize_t n = dy.shape[0], o = w.shape[0], i = w.shape[1], c, r
-    if act != ACT_NONE:
-        for r in prange(n, schedule='static', num_threads=1 if n * o < PARALLEL_MIN_WORK else num_threads):
-            slope_row(&dy[r, 0], &y[r, 0], o, act)
+    cdef Py_ssize_t n = dy.shape[0], o = w.shape[0], i = w.shape[1], c
+    _dz(dy, y, act, num_threads)
     if sgd:
         gemm_parallel(True, False, <int>o, <int>kept, <int>n, -lr, &dy[0, 0], <int>o, xc, <int>kept,
                       <float>1, wc, <int>kept, num_threads)

@@ -26,8 +26,8 @@ import numpy as np
 # the batch has at least COMPACT_MIN_ROWS rows. On MNIST, mlp (batch 100) at 1 thread: 203 vs
 # 249 us per step, at 2 threads even; Nielsen's batch of 10, whose GEMMs are the small kernels,
 # lost (32 vs 28 us) (bench/bench_dense.py, group "skip-zero-columns").
-DEF COMPACT_MAX_KEPT = 0.8
-DEF COMPACT_MIN_ROWS = 32
+cdef double COMPACT_MAX_KEPT = 0.8
+cdef Py_ssize_t COMPACT_MIN_ROWS = 32
 
 cdef bint _skip_zero_columns = True
 
