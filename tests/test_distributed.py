@@ -1,0 +1,149 @@
+"""fastnn.distributed: each MPI test runs `mpiexec -n K python tests/distributed_child.py ...` as a
+subprocess with a timeout (a hang fails the test instead of freezing the run), and compares what
+the ranks wrote with numpy references computed here. Skipped, with the reason, when mpi4py or an
+mpiexec is missing (pip install ".[mpi]" brings both: the mpich wheel puts mpiexec in the venv's
+bin/)."""
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed_child.py")
+TIMEOUT = 60  # seconds for a whole job (a few ranks importing numpy on a shared 2-core machine)
+# An MPI launcher's variables in the pytest process would make a plain `python` child look like
+# a rank of a bigger job (and mpiexec children inherit them): never pass them on.
+LAUNCHER_PREFIXES = ("PMI_", "OMPI_", "PMIX_", "MPI_LOCAL", "HYDRA_")
+
+
+def mpiexec():
+    """The mpiexec next to this Python (the mpich wheel's), else the one on PATH, else skip."""
+    if importlib.util.find_spec("mpi4py") is None:
+        pytest.skip("mpi4py is not installed (pip install '.[mpi]')")
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    found = beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
+    if found is None:
+        pytest.skip("no mpiexec next to this Python or on PATH (pip install '.[mpi]' brings MPICH's)")
+    return found
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(LAUNCHER_PREFIXES)}
+    env["FASTNN_NUM_THREADS"] = "1"  # ranks share this machine's cores
+    return {**env, **extra}
+
+
+def run(ranks, scenario, out, *args, env=None, expect_ok=True):
+    """Run a scenario on `ranks` ranks (None: a plain python process); (result, seconds)."""
+    command = [sys.executable, CHILD, scenario, str(out), *map(str, args)]
+    if ranks is not None:
+        command = [mpiexec(), "-n", str(ranks)] + command
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, env=env or clean_env())
+    seconds = time.perf_counter() - start
+    if expect_ok:
+        assert result.returncode == 0, result.stderr
+    return result, seconds
+
+
+def ranks_output(out, world):
+    return [dict(np.load(out / f"rank{r}.npz")) for r in range(world)]
+
+
+def tree_sum(parts):
+    """Pairwise in rank order, as MPICH's Allreduce adds on one machine for 2 and 4 ranks:
+    (g0 + g1) + (g2 + g3). Checked against a different order below, so it matters."""
+    while len(parts) > 1:
+        parts = [parts[i] + parts[i + 1] for i in range(0, len(parts), 2)]
+    return parts[0]
+
+
+def test_import_fastnn_does_not_import_mpi4py():
+    code = ("import sys, fastnn, fastnn.distributed; "
+            "assert 'mpi4py' not in sys.modules, 'mpi4py imported by import fastnn'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=TIMEOUT, env=clean_env())
+
+
+def test_broadcast_makes_different_seeds_identical(tmp_path):
+    run(2, "broadcast", tmp_path)
+    rank0, rank1 = ranks_output(tmp_path, 2)
+    assert not np.array_equal(rank0["before0"], rank1["before0"])  # seeds really differed
+    for i in range(6):
+        for got in (rank0, rank1):
+            np.testing.assert_array_equal(got[f"after{i}"], rank0[f"before{i}"])
+    assert int(rank1["after5"]) == 10  # Adam's step count t, a number, came from rank 0
+
+
+@pytest.mark.parametrize("world, sizes, length", [(2, "32,7", 39760), (4, "16,16,16,3", 1001)])
+def test_average_gradients_weights_each_rank_by_its_batch(tmp_path, world, sizes, length):
+    run(world, "average", tmp_path, sizes, length)
+    got = ranks_output(tmp_path, world)
+    n = [int(s) for s in sizes.split(",")]
+    total = sum(n)
+    grads = [np.random.default_rng(r).standard_normal(length).astype(np.float32) for r in range(world)]
+    exact = sum(g.astype(np.float64) * (k / total) for g, k in zip(grads, n))
+    in_order = tree_sum([g * np.float32(k / total) for g, k in zip(grads, n)])
+    for rank in got:
+        np.testing.assert_allclose(rank["found"], exact, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(rank["found"], in_order)
+        np.testing.assert_array_equal(rank["given"], rank["found"])
+        np.testing.assert_array_equal(rank["totals"], [sum(0.5 + r for r in range(world)), total,
+                                                       sum(3 * r for r in range(world))])
+        assert rank["stop"] and rank["no_correct"]
+    if world == 4:  # the order matters: a sequential sum differs in some element
+        sequential = ((grads[0] * np.float32(n[0] / total) + grads[1] * np.float32(n[1] / total))
+                      + grads[2] * np.float32(n[2] / total)) + grads[3] * np.float32(n[3] / total)
+        assert not np.array_equal(sequential, in_order)
+
+
+def test_checksum_mismatch_is_detected_on_every_rank(tmp_path):
+    run(2, "checksum", tmp_path)
+    for rank in ranks_output(tmp_path, 2):
+        message = str(rank["message"])
+        assert "parameters differ at epoch 1" in message and "rank 1" in message, message
+
+
+def test_exception_on_one_rank_ends_the_job(tmp_path):
+    result, seconds = run(2, "fail", tmp_path, "raise", expect_ok=False)
+    assert result.returncode != 0 and seconds < 10, (result.returncode, seconds)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("fastnn: error:")]
+    assert lines == ["fastnn: error: rank 1 of 2: ValueError: boom from rank 1"], result.stderr
+    assert "passed the Allreduce" not in result.stdout
+
+
+def test_sigkill_of_one_rank_ends_the_job(tmp_path):
+    result, seconds = run(2, "fail", tmp_path, "kill", expect_ok=False)
+    assert result.returncode != 0 and seconds < 10, (result.returncode, seconds)
+    assert "passed the Allreduce" not in result.stdout
+
+
+def test_random_search_is_refused_with_one_line(tmp_path):
+    result, seconds = run(2, "random_search", tmp_path, expect_ok=False)
+    assert result.returncode != 0 and seconds < 10
+    lines = [line for line in result.stderr.splitlines() if line.startswith("fastnn: error:")]
+    assert len(lines) == 1 and "not gradient based" in lines[0], result.stderr
+
+
+def test_world_of_one_under_a_bigger_launch_is_refused(tmp_path):
+    # Open MPI's mpirun starting an MPICH-linked mpi4py: each process is a world of 1.
+    result, _ = run(None, "single", tmp_path, env=clean_env(OMPI_COMM_WORLD_SIZE="2", OMPI_COMM_WORLD_RANK="0"),
+                    expect_ok=False)
+    assert result.returncode != 0
+    assert "different MPIs" in result.stderr and "OMPI_COMM_WORLD_SIZE=2" in result.stderr, result.stderr
+    assert not (tmp_path / "rank0.npz").exists()
+
+
+def test_world_of_one_without_a_launcher_works_and_checks_arguments(tmp_path):
+    mpiexec()  # the skip reason when mpi4py is absent
+    run(None, "single", tmp_path)
+    (got,) = ranks_output(tmp_path, 1)
+    assert int(got["world"]) == 1
+    np.testing.assert_array_equal(got["grads"], np.arange(6, dtype=np.float32) * np.float32(0.5))
+    errors = list(got["errors"])
+    assert errors[0].startswith("TypeError") and "flat gradient array" in errors[0]
+    assert errors[1].startswith("ValueError") and "batch_n=5" in errors[1]
+    assert errors[2].startswith("ValueError") and "errors must be" in errors[2]
