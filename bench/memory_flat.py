@@ -47,7 +47,7 @@ def main():
 
         import fastnn
         from fastnn import zoo
-        from fastnn.callbacks import Callback
+        from fastnn.train.callbacks import Callback
         from fastnn.data import IdxBatches, ShuffledStream, mnist_files
         if args.threads:
             fastnn.set_num_threads(args.threads)

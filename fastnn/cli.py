@@ -49,17 +49,17 @@ def build_parser():
     sub = parser.add_subparsers(dest="command")
 
     train = sub.add_parser("train", help="train a preset model")
-    train.add_argument("--model", default="lenet", choices=list(zoo.PRESETS), metavar="NAME",
+    train.add_argument("--model", choices=list(zoo.PRESETS), metavar="NAME",
                        help=f"preset: {', '.join(zoo.PRESETS)} (default lenet)")
     train.add_argument("--epochs", type=_positive_int)
     train.add_argument("--batch-size", type=_positive_int)
     train.add_argument("--lr", type=_positive_float)
     train.add_argument("--hidden", type=_positive_int)
-    train.add_argument("--optimizer", default="sgd", choices=["sgd", "random-search"])
+    train.add_argument("--optimizer", choices=["sgd", "random-search"], help="(default sgd)")
     train.add_argument("--data", help="folder of MNIST-format IDX files (gz or raw, canonical names)")
     train.add_argument("--stream", help="pre-shuffled file from `fastnn shuffle`: train from it")
     train.add_argument("--threads", type=_positive_int)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, help="(default 0)")
     train.add_argument("--out", help="save the trained model here")
     train.add_argument("--plot", help="write a PNG (history, or decision regions for 2-D data)")
     train.add_argument("--json", action="store_true", help="last stdout line: one JSON summary")
@@ -70,8 +70,9 @@ def build_parser():
     train.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
                        help="steps between checkpoints (default: only at the end and on Ctrl-C)")
     train.add_argument("--resume", metavar="FILE",
-                       help="continue the run saved in this checkpoint (same --model/--data/--stream); "
-                            "the result is bit-identical to an uninterrupted run")
+                       help="continue the run saved in this checkpoint: it recorded the run's "
+                            "arguments, so none are needed (any given must agree); the result is "
+                            "bit-identical to an uninterrupted run")
 
     evaluate = sub.add_parser("evaluate", help="test accuracy of a saved model")
     evaluate.add_argument("model_file")

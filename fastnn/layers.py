@@ -6,8 +6,10 @@ its flat parameter and gradient arrays (`bind`); `forward(x, training)` / `backw
 write into buffers the layer owns, allocated the first time a batch size is seen and reused
 after that (a few batch sizes are kept: training, the last partial batch, evaluation).
 
-Activations work in place on their input buffer when the model allows it (the layer before
-them never needs its own output in backward).
+Activations may work in place on their input buffer. The model decides, once, in build (see
+Sequential._in_place_plan): only on a buffer another layer owns (never the caller's array,
+followed through views such as Flatten) and whose owner does not read it in backward. Each layer
+states the facts that decision needs as class-level properties, never as instance attributes.
 """
 from collections import OrderedDict
 
@@ -33,21 +35,35 @@ def specialize(kernel, dtype):
 class Layer:
     """Base class. Subclasses set `param_shapes` in build() and implement the pass pair."""
 
+    # Facts the model's in-place plan reads (Sequential._in_place_plan); subclasses override.
+    output_views_input = False  # forward returns a view of its input (Flatten): no buffer of its own
+    can_run_in_place = False    # forward may write its output over its input (activations)
+
     def __init__(self):
         self.input_shape = None     # per sample, without the batch axis
         self.output_shape = None
         self.dtype = None
-        self.in_place = False       # set by the model for activations it may run in place
-        self.needs_own_output = False  # its backward reads its forward output
+        self.in_place = False       # decided by build(): output written over the input buffer
         self.param_shapes = OrderedDict()
         self.params = {}
         self.grads = {}
         self._buffers = OrderedDict()
 
     # -- construction -------------------------------------------------------------------------
-    def build(self, input_shape, dtype):
+    @property
+    def backward_reads_output(self):
+        """Its backward reads its own forward output (so nothing may overwrite that buffer)."""
+        return False
+
+    def build(self, input_shape, dtype, in_place=False):
+        """Learn the per-sample input shape; returns the output shape. `in_place`: write the
+        output over the input buffer (only where can_run_in_place; the model decides)."""
+        if in_place and not self.can_run_in_place:
+            raise ValueError(f"{type(self).__name__} cannot run in place")
         self.input_shape = tuple(input_shape)
         self.dtype = np.dtype(dtype)
+        self.in_place = in_place
+        self._buffers.clear()
         self.output_shape = self._build()
         return self.output_shape
 
@@ -141,8 +157,11 @@ class Dense(Layer):
             raise ValueError(f"Dense: activation must be one of {list(ACTIVATIONS)}, got {activation!r}")
         self.activation = activation
         self._act = ACTIVATIONS[activation]
-        self.needs_own_output = activation is not None
         self.init = _check_init("Dense", init)
+
+    @property
+    def backward_reads_output(self):
+        return self.activation is not None  # act'(z) is computed from the output
 
     def _build(self):
         if len(self.input_shape) != 1:
@@ -297,7 +316,14 @@ class MaxUnpool2D(Layer):
         super().__init__()
         if not isinstance(pool, (MaxPool2D, int)) or isinstance(pool, bool):
             raise TypeError(f"MaxUnpool2D: pool must be a MaxPool2D layer or its index, got {pool!r}")
-        self.pool = pool
+        self.pool = pool            # as given; link() resolves it to the layer
+        self.pool_index = None      # its position in the model, set by link()
+
+    def link(self, pool, index):
+        """Called by the model: the MaxPool2D whose argmax this layer reads, at `index`."""
+        if not isinstance(pool, MaxPool2D):
+            raise TypeError(f"MaxUnpool2D: pool must be a MaxPool2D, got {type(pool).__name__}")
+        self.pool, self.pool_index = pool, index
 
     def _build(self):
         if not isinstance(self.pool, MaxPool2D):
@@ -334,6 +360,8 @@ Depool2D = MaxUnpool2D
 class Flatten(Layer):
     """(C, H, W) -> (C*H*W,): a reshape view, no copy."""
 
+    output_views_input = True
+
     def _build(self):
         return (int(np.prod(self.input_shape)),)
 
@@ -346,7 +374,11 @@ class Flatten(Layer):
 
 class _Activation(Layer):
     _forward = _backward = None  # raw kernels, set by subclasses
-    needs_own_output = True
+    can_run_in_place = True
+
+    @property
+    def backward_reads_output(self):
+        return True  # relu/sigmoid/tanh derivatives are computed from y
 
     def _build(self):
         self._forward_kernel = specialize(type(self)._forward, self.dtype)
@@ -354,8 +386,7 @@ class _Activation(Layer):
         return self.input_shape
 
     def _allocate(self, n):
-        # The model allows in place unless the input is the user's array or another
-        # activation's output (which that activation still needs for its backward).
+        # In place: no buffer of its own (build's in_place, planned by the model).
         return {} if self.in_place else {"y": self._empty(n, self.output_shape)}
 
     def forward(self, x, training=True):

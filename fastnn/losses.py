@@ -63,6 +63,9 @@ class Loss:
 def _labels(targets, num_classes, who):
     if targets.dtype.kind not in "iu":
         raise TypeError(f"{who}: targets must be integer class labels, got dtype {targets.dtype}")
+    if targets.ndim != 1:
+        raise ValueError(f"{who}: class labels must be 1-D (samples,), got shape {targets.shape}"
+                         + ("; pass y.ravel()" if targets.ndim == 2 and targets.shape[1] == 1 else ""))
     if targets.size and (targets.min() < 0 or targets.max() >= num_classes):
         raise ValueError(f"{who}: labels must be in [0, {num_classes}), got "
                          f"[{targets.min()}, {targets.max()}]")

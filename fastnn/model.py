@@ -1,325 +1,114 @@
-"""Sequential: forward/backward over preallocated buffers, fit/evaluate/predict.
+"""Sequential: a Network (fastnn/network.py) that trains (fit, resume) and lives in files
+(save, load). The top of the library: it joins the network core, the training loop
+(fastnn/train/) and the file formats (fastnn/serialize.py), which know nothing of each other's
+classes."""
+import os
 
-Parameters and gradients live in two flat arrays with one view per layer parameter (llm.c's
-malloc_and_point_parameters): one memset-free backward (every backward overwrites), one fused
-optimizer pass, trivial save/load. Nothing on the training path allocates numpy arrays once a
-batch size has been seen.
-"""
-import threading
+from .errors import ConfigError, ModelFileError
+from .network import Network
+from .serialize import optimizer_state, read_model_file, write_model
+from .train import loop
+from .train.checkpoint import read_checkpoint
 
-import numpy as np
-
-from . import _train_step
-from ._runtime import get_num_threads
-from .layers import Dense, Layer, MaxPool2D, MaxUnpool2D
-from .losses import Loss
-from .optim import Optimizer
-from .ops import _check as check
-
-EVAL_BATCH = 256  # evaluate/predict chunk size before the model has trained (then: its batch)
-# evaluate/predict never give a batch buffers beyond this (unless training's already exist): a
-# LeNet batch of 1000 took 373 MB and ran 1.4x slower per image than chunks of 8-256, whose
-# throughput was flat (its buffers outgrow the caches).
-EVAL_BUFFER_BYTES = 16 << 20
+# A model file's weights are bounded by its reader (fastnn.serialize); the architecture must
+# agree with them before anything is allocated, so a file cannot make us allocate more.
 
 
-def _nbytes(buffers):
-    """Bytes of the arrays in a layer's buffer dict (nested dicts: a conv's workspace)."""
-    return sum(_nbytes(v) if isinstance(v, dict) else v.nbytes for v in buffers.values())
-
-
-class Sequential:
+class Sequential(Network):
     """A stack of layers trained with one loss and one optimizer.
 
-    `Sequential(layers, loss=..., optimizer=..., input_shape=..., dtype=np.float32, seed=None)`;
-    the model builds (allocates parameters) when it knows the per-sample input shape: from
-    `input_shape` or from the first data it sees. `seed` fixes the initial weights.
+        model = Sequential([Dense(50, "relu"), Dense(10)], loss=SoftmaxCrossEntropy(),
+                           optimizer=SGD(lr=0.1), input_shape=(784,), seed=0)
+        history = model.fit(x, y, epochs=16, batch_size=100, validation_data=(xt, yt))
+
+    The model builds (allocates its flat parameter array) when it knows the per-sample input
+    shape: from `input_shape` or from the first data it sees. `seed` fixes the initial weights;
+    `dtype` is float32 (speed) or float64 (gradient checks).
     """
 
-    def __init__(self, layers, loss=None, optimizer=None, input_shape=None, dtype=np.float32, seed=None):
-        layers = list(layers)
-        if not layers or not all(isinstance(layer, Layer) for layer in layers):
-            raise TypeError("Sequential: layers must be a non-empty list of fastnn layers")
-        if loss is not None and not isinstance(loss, Loss):
-            raise TypeError(f"Sequential: loss must be a fastnn loss, got {type(loss).__name__}")
-        if optimizer is not None and not isinstance(optimizer, Optimizer):
-            raise TypeError(f"Sequential: optimizer must be a fastnn optimizer, got {type(optimizer).__name__}")
-        if np.dtype(dtype) not in (np.float32, np.float64):
-            raise TypeError(f"Sequential: dtype must be float32 or float64, got {dtype}")
-        self.layers, self.loss, self.optimizer = layers, loss, optimizer
-        self.dtype, self.seed = np.dtype(dtype), seed
-        self.input_shape = None
-        self.stop_training = False
-        self._lock = threading.RLock()  # buffers are per model: one caller at a time
-        self._fused_steps = None  # {batch size: _train_step.DenseTrainStep} when eligible
-        self._sample_bytes = None  # layer buffer bytes per sample (for _eval_batch)
-        self._resolve_unpool_links()
-        if input_shape is not None:
-            self.build(input_shape)
-
-    # -- building ------------------------------------------------------------------------------
-    def _resolve_unpool_links(self):
-        for i, layer in enumerate(self.layers):
-            if isinstance(layer, MaxUnpool2D):
-                if isinstance(layer.pool, int):
-                    if not 0 <= layer.pool < i or not isinstance(self.layers[layer.pool], MaxPool2D):
-                        raise ValueError(f"MaxUnpool2D at {i}: pool={layer.pool} is not the index "
-                                         f"of an earlier MaxPool2D")
-                    layer.pool = self.layers[layer.pool]
-                if not any(layer.pool is l for l in self.layers[:i]):
-                    raise ValueError(f"MaxUnpool2D at {i}: its MaxPool2D is not earlier in this model")
-                layer.pool_index = next(j for j, l in enumerate(self.layers) if l is layer.pool)
-
-    def build(self, input_shape):
-        """Allocate parameters for per-sample `input_shape` (e.g. (784,) or (1, 28, 28))."""
-        shape = tuple(int(s) for s in input_shape)
-        if not shape or min(shape) < 1:
-            raise ValueError(f"Sequential.build: input_shape must be positive sizes, got {input_shape}")
-        if self.input_shape == shape:
-            return
-        for i, layer in enumerate(self.layers):
-            prev = self.layers[i - 1] if i else None
-            # In place only on a buffer that no earlier layer still needs (see layers.py).
-            layer.in_place = i > 0 and not prev.needs_own_output
-            shape = layer.build(shape, self.dtype)
-        self.input_shape = tuple(int(s) for s in input_shape)
-        self.output_shape = shape
-        sizes = [int(np.prod(s)) for layer in self.layers for s in layer.param_shapes.values()]
-        self.params = np.zeros(sum(sizes), dtype=self.dtype)
-        self.grads = np.zeros(sum(sizes), dtype=self.dtype)
-        offset = 0
-        for layer in self.layers:
-            views, grad_views = {}, {}
-            for name, pshape in layer.param_shapes.items():
-                size = int(np.prod(pshape))
-                views[name] = self.params[offset:offset + size].reshape(pshape)
-                grad_views[name] = self.grads[offset:offset + size].reshape(pshape)
-                offset += size
-            layer.bind(views, grad_views)
-        rng = np.random.default_rng(self.seed)
-        for layer in self.layers:
-            layer.init_params(rng)
-        if self.optimizer is not None:
-            self.optimizer.bind(self.params, self.grads)
-        self._reset_fused_steps()
-        self._sample_bytes = None
-
-    def compile(self, loss, optimizer):
-        """Set (or replace) the loss and optimizer."""
-        self.loss, self.optimizer = loss, optimizer
-        if self.input_shape is not None:
-            optimizer.bind(self.params, self.grads)
-        self._reset_fused_steps()
-        return self
-
-    @property
-    def num_params(self):
-        return 0 if self.input_shape is None else self.params.size
-
-    def summary(self, print_fn=print):
-        """Print layers, output shapes and parameter counts; returns the text."""
-        if self.input_shape is None:
-            raise RuntimeError("summary: the model is not built; pass input_shape or call build()")
-        lines = [f"{'layer':<28}{'output shape':<20}{'params':>10}", "-" * 58]
-        for layer in self.layers:
-            count = sum(int(np.prod(s)) for s in layer.param_shapes.values())
-            lines.append(f"{repr(layer)[:27]:<28}{str(layer.output_shape):<20}{count:>10,}")
-        lines += ["-" * 58, f"input {self.input_shape}, {self.num_params:,} parameters, {self.dtype}"]
-        text = "\n".join(lines)
-        print_fn(text)
-        return text
-
-    # -- one batch -----------------------------------------------------------------------------
-    def forward(self, x, training=False):
-        """The last layer's output for batch x (a buffer the model reuses: copy to keep it)."""
-        for layer in self.layers:
-            x = layer.forward(x, training)
-        return x
-
-    def backward(self):
-        """Gradients of the last loss call into self.grads."""
-        dy = self.loss.grad
-        last = len(self.layers) - 1
-        for i in range(last, -1, -1):
-            dy = self.layers[i].backward(dy, need_dx=i > 0)
-
-    def train_step(self, x, y):
-        """One optimizer step on batch (x, y); returns the batch loss before the step and
-        leaves the batch's correct-prediction count in `last_correct`."""
-        fused = self._fused_step(x, y)
-        if fused is not None:
-            loss, self.last_correct = fused.step(x, y, *self.optimizer.fused_args(), get_num_threads())
-            return loss
-        output = self.forward(x, training=True)
-        loss = self.loss(output, y)
-        self.last_correct = self.loss.count_correct(output, y)
-        if self.optimizer.needs_gradients:
-            self.backward()
-            self.optimizer.step()
-            return loss
-        return self.optimizer.search(lambda: self.loss(self.forward(x, training=True), y), loss)
-
-    def _reset_fused_steps(self):
-        """Dense stacks in float32 with a fused loss and optimizer train in one kernel call
-        (fastnn._train_step): decided here, once; plans are made per batch size."""
-        eligible = (self.dtype == np.float32 and all(type(layer) is Dense for layer in self.layers)
-                    and self.loss is not None and self.loss.name in _train_step.LOSS_KINDS
-                    and getattr(self.optimizer, "fused_kind", None) in _train_step.OPTIMIZER_KINDS)
-        self._fused_steps = {} if eligible else None
-
-    def _fused_step(self, x, y):
-        """The one-call step for this batch, or None when the layer-by-layer path must run."""
-        steps = self._fused_steps
-        if steps is None or type(x) is not np.ndarray or x.dtype != np.float32 or x.ndim != 2 \
-                or not x.flags.c_contiguous or type(y) is not np.ndarray or y.dtype != np.int64 \
-                or y.ndim != 1 or not y.flags.c_contiguous or x.shape[1:] != self.input_shape:
-            return None
-        n = x.shape[0]
-        step = steps.get(n)
-        if step is None:
-            if len(steps) >= 2:  # the training batch and an epoch's short last one
-                steps.clear()
-            buffers = [_train_step.DenseBuffers(layer.buffers(n)["y"], layer.buffers(n)["dx"] if i else None,
-                                                layer.params["w"], layer.params["b"], layer.grads["w"],
-                                                layer.grads["b"], layer._act)
-                       for i, layer in enumerate(self.layers)]
-            dout = np.empty((n,) + self.output_shape, self.dtype)
-            step = steps[n] = _train_step.DenseTrainStep(
-                buffers, dout, self.params, self.grads, *self.optimizer.fused_state(),
-                _train_step.LOSS_KINDS[self.loss.name], _train_step.OPTIMIZER_KINDS[self.optimizer.fused_kind])
-        return step
-
-    # -- validation of user data -----------------------------------------------------------------
-    def _check_data(self, who, x, y=None):
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"{who}: x must be a numpy array, got {type(x).__name__}")
-        if x.ndim < 2 or x.shape[0] == 0:
-            raise ValueError(f"{who}: x must be (samples, ...) with at least one sample, got {x.shape}")
-        if x.dtype.kind not in "fiu":
-            raise TypeError(f"{who}: x must be numeric, got dtype {x.dtype}")
-        if self.input_shape is None:
-            self.build(x.shape[1:])
-        if x.shape[1:] != self.input_shape:
-            raise ValueError(f"{who}: x must have per-sample shape {self.input_shape}, got {x.shape[1:]} "
-                             f"(x.shape={x.shape})")
-        if y is not None:
-            if not isinstance(y, np.ndarray):
-                raise TypeError(f"{who}: y must be a numpy array, got {type(y).__name__}")
-            if y.shape[0] != x.shape[0]:
-                raise ValueError(f"{who}: x has {x.shape[0]} samples but y has {y.shape[0]}")
-            if self.loss is None:
-                raise RuntimeError(f"{who}: the model has no loss; pass loss= or call compile()")
-            self.loss.check_targets(y, self.output_shape)
-
-    def _batches(self, x, y, batch_size, order=None):
-        """(xb, yb) batches in `order` (or sequence), gathered into reused staging buffers."""
-        n = x.shape[0]
-        staging = {}
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            if order is None and x.dtype == self.dtype and x.flags.c_contiguous:
-                yield x[start:stop], (None if y is None else y[start:stop])
-                continue
-            m = stop - start
-            if m not in staging:
-                staging[m] = (np.empty((m,) + x.shape[1:], x.dtype), np.empty((m,) + x.shape[1:], self.dtype),
-                              None if y is None else np.empty((m,) + y.shape[1:], y.dtype))
-            raw, xb, yb = staging[m]
-            if order is None:
-                raw[...] = x[start:stop]
-            else:
-                np.take(x, order[start:stop], axis=0, out=raw, mode="clip")
-                if y is not None:
-                    np.take(y, order[start:stop], axis=0, out=yb, mode="clip")
-            if raw.dtype == self.dtype:
-                xb = raw
-            else:
-                np.copyto(xb, raw, casting="unsafe")
-            if order is None and y is not None:
-                yb = y[start:stop]
-            yield xb, yb
-
-    # -- training ------------------------------------------------------------------------------
     def fit(self, x, y=None, epochs=1, batch_size=32, validation_data=None, callbacks=None,
-            shuffle=True, seed=None, verbose=1):
-        """Train; returns a History. `x` is an array (with labels/targets `y`) or a data stream
-        from fastnn.data (batches come from it, epochs follow the file)."""
-        from .training import run_fit
-        return run_fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, seed, verbose)
+            shuffle=True, seed=None, verbose=1, initial_state=None):
+        """Train; returns a History.
 
-    # -- inference -----------------------------------------------------------------------------
-    def _eval_batch(self, who, batch_size):
-        """The chunk evaluate/predict run at: `batch_size`, by default the training batch size
-        (its buffers already exist), and never more than EVAL_BUFFER_BYTES of layer buffers
-        beyond those. Any chunk gives the same results up to float rounding."""
-        trained = getattr(self, "train_batch_size", None)
-        wanted = (trained or EVAL_BATCH) if batch_size is None else check.positive_int(who, "batch_size", batch_size)
-        if self._sample_bytes is None:
-            self._sample_bytes = max(1, sum(_nbytes(layer._allocate(1)) for layer in self.layers))
-        return min(wanted, max(EVAL_BUFFER_BYTES // self._sample_bytes, trained or 1))
-
-    def _outputs(self, x, batch_size, fn):
-        self._check_data("predict", x)
-        batch_size = self._eval_batch("predict", batch_size)
-        with self._lock:
-            if len(x) <= batch_size and x.dtype == self.dtype and x.flags.c_contiguous:
-                # One batch as given (batch-1 serving): no staging, generator or concatenate.
-                return fn(self.forward(x, training=False))
-            parts = [fn(self.forward(xb, training=False)) for xb, _ in self._batches(x, None, batch_size)]
-        return np.concatenate(parts)
-
-    def predict(self, x, batch_size=None):
-        """Class ids (argmax, or > threshold for one output), for any number of samples."""
-        return self._outputs(x, batch_size, self.loss.predictions)
-
-    def predict_proba(self, x, batch_size=None):
-        """Class probabilities (softmax / sigmoid; raw outputs for MSE), any number of samples."""
-        return self._outputs(x, batch_size, self.loss.probabilities)
-
-    def predict_raw(self, x, batch_size=None):
-        """The last layer's outputs, copied."""
-        return self._outputs(x, batch_size, np.array)
-
-    def evaluate(self, x, y=None, batch_size=None):
-        """{'loss': mean loss, 'accuracy': fraction correct or None, 'correct', 'total'}.
-        `x` is an array (with `y`), or an iterable of (x, y) batches such as
-        fastnn.data.IdxBatches, which keeps memory flat for large test sets."""
-        if y is None and not isinstance(x, np.ndarray):
-            return self.evaluate_batches(x)
-        self._check_data("evaluate", x, y)
-        batch_size = self._eval_batch("evaluate", batch_size)
-        return self.evaluate_batches(self._batches(x, y, batch_size))
-
-    def evaluate_batches(self, batches):
-        """evaluate() over an iterable of (x, y) batches."""
-        total_loss, correct, total = 0.0, 0, 0
-        with self._lock:
-            for xb, yb in batches:
-                out = self.forward(xb, training=False)
-                total_loss += self.loss(out, yb) * len(xb)
-                c = self.loss.count_correct(out, yb)
-                correct = None if c is None or correct is None else correct + c
-                total += len(xb)
-        if total == 0:
-            raise ValueError("evaluate: no samples")
-        return {"loss": total_loss / total, "accuracy": None if correct is None else correct / total,
-                "correct": correct, "total": total}
-
-    # -- persistence ---------------------------------------------------------------------------
-    def get_config(self):
-        from .serialize import model_config
-        return model_config(self)
+        x, y: arrays (samples first; y int class labels or float targets), or `x` a data
+            stream from fastnn.data (it carries labels, batch size and epochs: y, batch_size
+            and shuffle are then ignored).
+        epochs, batch_size: the schedule; shuffle: reshuffle the samples every epoch with
+            `seed` (same seed, same order, bit-identical weights at a given thread count).
+        validation_data: (x, y) or an iterable of (x, y) batches, evaluated after every epoch
+            (checked before the first step).
+        callbacks: fastnn callbacks (EarlyStopping, Checkpoint, HistoryWriter, EpochPrinter...).
+        verbose: 1 shows a progress bar on a terminal, 0 is silent.
+        initial_state: what `load_checkpoint` returned, to continue that run (see `resume`).
+        Raises TrainingDiverged when the loss becomes NaN or infinite; Ctrl-C stops after the
+        current step when a Checkpoint callback is there to save it."""
+        return loop.fit(self, x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
+                        callbacks=callbacks, shuffle=shuffle, seed=seed, verbose=verbose,
+                        initial_state=initial_state)
 
     def save(self, path):
-        """Architecture (JSON) + weights (npz) in one file, written atomically. No pickle."""
-        from .serialize import save_model
-        save_model(self, path)
+        """Architecture (JSON) + weights + optimizer state in one .npz file, written atomically
+        (a crash leaves the old file or the new one). No pickle: read back with fastnn.load."""
+        write_model(path, self)
 
-    def copy(self, dtype=None):
-        """An independent model with the same architecture and weights (optionally cast)."""
-        from .serialize import model_from_config
-        clone = model_from_config(self.get_config(), dtype=dtype or self.dtype)
-        if self.input_shape is not None:
-            clone.params[...] = self.params
-        return clone
 
+def model_from_file(config, arrays, path):
+    """The model a model file describes, with its weights and optimizer state."""
+    params = arrays.get("params")
+    try:
+        model = Sequential.from_config(dict(config, input_shape=None))
+        if config.get("input_shape") is not None:
+            if params is None:
+                raise ModelFileError(f"{path}: the model is built (input_shape) but has no weights")
+            model.build(config["input_shape"], expect_params=params.size)
+    except ConfigError as exc:
+        raise ModelFileError(f"{path}: bad architecture: {exc}") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        if isinstance(exc, ModelFileError):
+            raise
+        raise ModelFileError(f"{path}: the saved architecture does not build: {exc}") from None
+    if model.input_shape is None:
+        return model
+    if params.shape != model.params.shape or params.dtype.kind != "f":
+        raise ModelFileError(f"{path}: weights have shape {params.shape} and dtype {params.dtype}, "
+                             f"the architecture needs {model.params.shape} floats")
+    model.params[...] = params
+    if model.optimizer is not None:
+        state = optimizer_state(config, arrays)
+        if state:
+            try:
+                model.optimizer.load_state_dict(state)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ModelFileError(f"{path}: optimizer state does not fit: {exc}") from None
+    return model
+
+
+def load(path):
+    """Rebuild a model saved by `model.save(path)` (or a checkpoint's model); raises
+    ModelFileError for anything else, within bounded memory whatever the file holds."""
+    path = os.fspath(path)
+    config, arrays = read_model_file(path)
+    return model_from_file(config, arrays, path)
+
+
+def load_checkpoint(path):
+    """(model, initial_state, run_info) of a checkpoint: pass initial_state to model.fit to
+    continue the run (fastnn.resume does); run_info is what the Checkpoint callback recorded."""
+    path = os.fspath(path)
+    config, arrays, state, training_arrays = read_checkpoint(path)
+    model = model_from_file(config, arrays, path)
+    if model.optimizer is None or model.input_shape is None:
+        raise ModelFileError(f"{path}: a checkpoint needs a built model with an optimizer")
+    return model, (state, training_arrays), state.get("run_info")
+
+
+def resume(path, x, y=None, validation_data=None, callbacks=None, verbose=1):
+    """Continue the run saved in checkpoint `path` on the same data (arrays, or a stream over
+    the same file); returns (model, history), the history covering the whole run. Epochs,
+    batch size, shuffling and seed come from the checkpoint."""
+    model, initial_state, _ = load_checkpoint(path)
+    fit = initial_state[0]["fit"]
+    history = model.fit(x, y, epochs=fit["epochs"], batch_size=fit["batch_size"],
+                        validation_data=validation_data, callbacks=callbacks, shuffle=fit["shuffle"],
+                        seed=fit["seed"], verbose=verbose, initial_state=initial_state)
+    return model, history

@@ -1,7 +1,8 @@
-"""Save/load: one .npz file holding the architecture (JSON bytes) and the weights, plus the
+"""The model file format: one .npz holding the architecture (JSON bytes), the weights, the
 optimizer state and a sha256 digest of every entry. Read with a bounded npz reader (no pickle,
-sizes checked against the zip directory before anything is allocated) and rebuilt from a
-whitelist of classes. Checkpoints (fastnn/checkpoint.py) are model files with extra entries."""
+sizes checked before anything is allocated). This module reads and writes bytes and plain data:
+it never builds a model (fastnn.model does, from what read_model_file returns). Checkpoints
+(fastnn/train/checkpoint.py) are model files with extra entries."""
 import hashlib
 import json
 import os
@@ -12,64 +13,12 @@ import zlib
 import numpy as np
 
 from .atomic import atomic_write
-from .layers import LAYERS
-from .losses import LOSSES
-from .optim import OPTIMIZERS
+from .errors import ModelFileError, shown
 
-FORMAT = "fastnn.model"
-VERSION = 1
-
-
-class ModelFileError(ValueError):
-    """A file that is not a fastnn model, or is truncated or corrupt."""
-
-
-def model_config(model):
-    return {
-        "format": FORMAT, "version": VERSION, "dtype": model.dtype.name,
-        "input_shape": None if model.input_shape is None else list(model.input_shape),
-        "seed": model.seed,
-        "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in model.layers],
-        "loss": None if model.loss is None else {"class": type(model.loss).__name__,
-                                                  "config": model.loss.get_config()},
-        "optimizer": None if model.optimizer is None else {"class": type(model.optimizer).__name__,
-                                                            "config": model.optimizer.get_config()},
-        "global_step": getattr(model, "global_step", 0),
-    }
-
-
-def _instance(kind, registry, spec, where):
-    if not isinstance(spec, dict) or spec.get("class") not in registry:
-        raise ModelFileError(f"{where}: unknown {kind} {spec!r}; known: {sorted(registry)}")
-    try:
-        return registry[spec["class"]](**spec.get("config", {}))
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"{where}: bad {kind} config {spec!r}: {exc}") from None
-
-
-def model_from_config(config, dtype=None, where="config"):
-    from .model import Sequential
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ModelFileError(f"{where}: not a fastnn model (format is {config.get('format') if isinstance(config, dict) else None!r})")
-    if config.get("version") != VERSION:
-        raise ModelFileError(f"{where}: model format version {config.get('version')!r} is not "
-                             f"supported (this fastnn reads version {VERSION})")
-    layers = [_instance("layer", LAYERS, spec, where) for spec in config.get("layers", [])]
-    loss = None if config.get("loss") is None else _instance("loss", LOSSES, config["loss"], where)
-    optimizer = None if config.get("optimizer") is None else \
-        _instance("optimizer", OPTIMIZERS, config["optimizer"], where)
-    try:
-        model = Sequential(layers, loss=loss, optimizer=optimizer, input_shape=config.get("input_shape"),
-                           dtype=dtype or config.get("dtype", "float32"), seed=config.get("seed"))
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"{where}: the saved architecture does not build: {exc}") from None
-    model.global_step = int(config.get("global_step", 0))
-    return model
-
-
-def save_model(model, path, extra_arrays=None, extra_config=None):
-    """Write the model (and `extra_arrays`, and `extra_config` keys in its JSON) atomically."""
-    config = model_config(model)
+def write_model(path, model, extra_arrays=None, extra_config=None):
+    """Write `model` (its config, flat params and optimizer state; and `extra_arrays`, and
+    `extra_config` keys in its JSON) to `path`, atomically."""
+    config = model.get_config()
     config.update(extra_config or {})
     arrays = dict(extra_arrays or {})
     if model.input_shape is not None:
@@ -86,6 +35,33 @@ def save_model(model, path, extra_arrays=None, extra_config=None):
     arrays[DIGEST] = np.frombuffer(_digest(arrays), dtype=np.uint8)
     with atomic_write(path, "wb") as f:
         np.savez(f, **arrays)
+
+
+def read_model_file(path, what="fastnn model"):
+    """(config, arrays) of a model file: its parsed architecture JSON and its other entries
+    (params, optimizer.*, ...); ModelFileError for anything that is not such a file."""
+    path = os.fspath(path)
+    arrays = read_npz(path, what=what)
+    entry = arrays.pop("architecture", None)
+    if entry is None:
+        raise ModelFileError(f"{path}: not a {what} file (no architecture entry)")
+    try:
+        config = json.loads(entry.tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ModelFileError(f"{path}: corrupt architecture entry: {shown(str(exc))}") from None
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{path}: the architecture entry is not a JSON object")
+    return config, arrays
+
+
+def optimizer_state(config, arrays):
+    """The optimizer state a model file holds: scalars from its config, arrays from its entries."""
+    state = config.get("optimizer_state") or {}
+    if not isinstance(state, dict):
+        raise ModelFileError(f"optimizer_state must be a JSON object, got {shown(state)}")
+    state = dict(state)
+    state.update({k[len("optimizer."):]: v for k, v in arrays.items() if k.startswith("optimizer.")})
+    return state
 
 
 DIGEST = "sha256"
@@ -151,41 +127,3 @@ def read_npz(path, what="fastnn model"):
         if arrays.pop(DIGEST).tobytes() != _digest(arrays):
             raise ModelFileError(f"{path}: corrupt {what} file: sha256 digest mismatch")
     return arrays
-
-
-def load(path):
-    """Rebuild a model saved by `model.save(path)` (or a checkpoint); raises ModelFileError
-    for anything else."""
-    return model_from_arrays(read_npz(path), os.fspath(path))[0]
-
-
-def model_from_arrays(arrays, path):
-    """(model, its JSON config) from read_npz's arrays (consumes the model's entries)."""
-    if "architecture" not in arrays:
-        raise ModelFileError(f"{path}: not a fastnn model file (no architecture entry)")
-    try:
-        config = json.loads(arrays.pop("architecture").tobytes().decode())
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ModelFileError(f"{path}: corrupt architecture entry: {exc}") from None
-    try:
-        model = model_from_config(config, where=path)
-    except ModelFileError:
-        raise
-    except (TypeError, ValueError, AttributeError) as exc:  # a well-formed JSON of the wrong shape
-        raise ModelFileError(f"{path}: bad architecture: {type(exc).__name__}: {exc}") from None
-    if model.input_shape is None:
-        return model, config
-    params = arrays.pop("params", None)
-    if params is None or params.shape != model.params.shape:
-        raise ModelFileError(f"{path}: weights have shape {None if params is None else params.shape}, "
-                             f"the architecture needs {model.params.shape}")
-    model.params[...] = params
-    if model.optimizer is not None:
-        state = dict(config.get("optimizer_state") or {})
-        state.update({k[len("optimizer."):]: v for k, v in arrays.items() if k.startswith("optimizer.")})
-        if state:
-            try:
-                model.optimizer.load_state_dict(state)
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ModelFileError(f"{path}: optimizer state does not fit: {exc}") from None
-    return model, config

@@ -389,11 +389,11 @@ def test_fused_dense_step_allocates_no_numpy_arrays(rng):
 
 
 def test_inference_chunks_keep_layer_buffers_under_the_budget(rng, monkeypatch):
-    import fastnn.model
+    import fastnn.network
     model = small_cnn()
     x = rng.standard_normal((300, 2, 8, 10)).astype(np.float32)
     want = model.predict_raw(x, batch_size=7)
-    monkeypatch.setattr(fastnn.model, "EVAL_BUFFER_BYTES", 40 * model._sample_bytes)
+    monkeypatch.setattr(fastnn.network, "EVAL_BUFFER_BYTES", 40 * model._sample_bytes)
     for layer in model.layers:
         layer.release_buffers()
     # GEMM blocking depends on the chunk: equal up to float32 rounding

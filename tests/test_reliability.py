@@ -21,11 +21,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import fastnn
 from fastnn import SGD, Adam, Dense, RandomSearch, Sequential, SoftmaxCrossEntropy, datasets, ops
-from fastnn.callbacks import Callback, Checkpoint, EarlyStopping
-from fastnn.checkpoint import CheckpointError, load_checkpoint, resume
+from fastnn import CheckpointError, load_checkpoint, resume
+from fastnn.train.callbacks import Callback, Checkpoint, EarlyStopping
 from fastnn.data import IdxError, IdxReader, ShuffledFileError, ShuffledStream, read_idx, write_idx, write_shuffled
-from fastnn.serialize import ModelFileError
-from fastnn.training import TrainingDiverged
+from fastnn.errors import ModelFileError, TrainingDiverged
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FUZZ = settings(deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
@@ -93,14 +92,89 @@ def test_sigkill_at_random_steps_then_resume_is_bit_identical(work, tmp_path, mo
         proc.send_signal(signal.SIGKILL)
         code, _, _ = finish(proc)
         killed += code == -signal.SIGKILL
-        step = load_checkpoint(ckpt)[0].global_step
-        code, _, err = finish(cli(*TRAIN, *EPOCHS[mode], *data_args(work, mode), "--resume", ckpt,
-                                  "--checkpoint", ckpt, "--checkpoint-every", 23, "--out", out))
+        step = load_checkpoint(ckpt)[1][0]["global_step"]
+        # The checkpoint recorded the run's arguments: --resume alone continues it.
+        code, _, err = finish(cli("train", "--resume", ckpt, "--quiet", "--checkpoint", ckpt,
+                                  "--checkpoint-every", 23, "--out", out))
         assert code == 0, err
-        assert load_checkpoint(ckpt)[0].global_step == 3000 and step < 3000
+        assert load_checkpoint(ckpt)[1][0]["global_step"] == 3000 and step < 3000
         np.testing.assert_array_equal(fastnn.load(out).params, fastnn.load(ref).params)
     print(f"{mode}: {killed} of {KILLS} runs SIGKILLed mid-run, all resumed bit-identically")
     assert killed >= 2, "the runs finished before the kill: make them longer"
+
+
+def test_resume_arguments_must_agree_with_the_recorded_run(work, tmp_path):
+    ckpt = tmp_path / "c.ckpt"
+    code, _, err = finish(cli(*TRAIN, "--epochs", "1", *data_args(work, "memory"), "--checkpoint", ckpt))
+    assert code == 0, err
+    for flag, value in (("--epochs", "5"), ("--model", "nielsen"), ("--seed", "4"), ("--data", tmp_path)):
+        code, _, err = finish(cli("train", "--resume", ckpt, flag, value))
+        assert code == 2 and flag in err and "differs from the run in" in err and err.count("\n") == 1, err
+    code, _, err = finish(cli("train", "--resume", ckpt, "--model", "mlp", "--epochs", "1", "--quiet"))
+    assert code == 0, err  # the same values are fine
+
+
+def test_outputs_are_checked_before_training_and_never_replace_an_input(work, tmp_path):
+    stream, images = work / "train.shuf", work / "mnist" / "train-images-idx3-ubyte.gz"
+    before = {p: p.read_bytes() for p in (stream, images)}
+    (tmp_path / "folder").mkdir()
+    cases = [(("--out", tmp_path / "nodir" / "m.fastnn"), "does not exist"),
+             (("--out", tmp_path / "folder"), "is a directory"),
+             (("--plot", tmp_path / "nodir" / "p.png"), "does not exist"),
+             (("--out", stream), "is an input"),
+             (("--checkpoint", stream), "is an input"),
+             (("--out", images), "is an input"),
+             (("--out", tmp_path / "a", "--checkpoint", tmp_path / "a"), "different files")]
+    for extra, word in cases:
+        start = time.monotonic()
+        code, out, err = finish(cli(*TRAIN, *data_args(work, "stream"), *extra))
+        assert code == 2 and word in err and err.count("\n") == 1 and "Epoch" not in out, (extra, err)
+        assert time.monotonic() - start < 20
+    os.symlink(stream, tmp_path / "link.shuf")
+    code, _, err = finish(cli(*TRAIN, *data_args(work, "stream"), "--out", tmp_path / "link.shuf"))
+    assert code == 2 and "is an input" in err, err
+    code, _, err = finish(cli("shuffle", "--data", work / "mnist", "--epochs", "1", "--out", images))
+    assert code == 2 and "is an input" in err, err
+    assert all(p.read_bytes() == b for p, b in before.items())
+
+
+def test_a_write_that_fails_after_training_keeps_the_model(work, tmp_path, monkeypatch, capsys):
+    """--out on a full disk (a 64 KiB tmpfs where the system allows mounting one, else a
+    simulated ENOSPC): one line, exit 2, and the trained model saved where the line says."""
+    from fastnn.cli import main
+    target = tmp_path / "small"
+    target.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(target)],
+                             capture_output=True).returncode == 0
+    try:
+        if not mounted:
+            def disk_full(self, path):
+                raise OSError(28, "No space left on device")
+            monkeypatch.setattr(fastnn.Sequential, "save", disk_full)
+        monkeypatch.chdir(tmp_path)
+        code = main([*TRAIN, "--epochs", "1", *map(str, data_args(work, "memory")), "--out", str(target / "m.fastnn")])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "No space left" in err, err
+        kept = err.rsplit("saved in ", 1)[1].strip()
+        monkeypatch.undo()
+        assert fastnn.load(kept).num_params == fastnn.zoo.get("mlp").build().num_params
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(target)])
+
+
+def test_evaluate_refuses_models_that_cannot_score_mnist_in_one_line(work, tmp_path):
+    from fastnn import MSE, BinaryCrossEntropy
+    models = {"noloss": Sequential([Dense(10)], input_shape=(784,)),
+              "five": Sequential([Dense(5)], loss=SoftmaxCrossEntropy(), input_shape=(784,)),
+              "bce": Sequential([Dense(1)], loss=BinaryCrossEntropy(), input_shape=(784,)),
+              "shape": Sequential([Dense(10)], loss=MSE(), input_shape=(30,))}
+    for name, model in models.items():
+        model.save(tmp_path / name)
+        code, _, err = finish(cli("evaluate", tmp_path / name, "--data", work / "mnist"))
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, (name, err)
+    code, _, err = finish(cli("train", "--model", "mlp", "--stream", work, "--data", work / "mnist"))
+    assert code == 2 and "not a regular file" in err and str(work) in err, err
 
 
 # -- 1b. the Python API: every optimizer's state, EarlyStopping state, history ------------------
@@ -214,8 +288,8 @@ def test_nan_weights_never_overwrite_the_last_good_checkpoint(tmp_path):
     m = Sequential([Dense(3)], loss=SoftmaxCrossEntropy(), optimizer=SGD(0.1), input_shape=(4,), seed=0)
     with pytest.raises(TrainingDiverged, match="after step 5"):
         m.fit(x, y, epochs=1, verbose=0, callbacks=[Poison(), Checkpoint(path, every_n_steps=1)])
-    model, state, _ = load_checkpoint(path)
-    assert model.global_step == 4 and np.isfinite(model.params).all()
+    model, (state, _), _ = load_checkpoint(path)
+    assert state["global_step"] == 4 and np.isfinite(model.params).all()
 
 
 def test_cli_divergence_is_one_line_exit_2_and_keeps_the_checkpoint(work, tmp_path):
@@ -225,8 +299,8 @@ def test_cli_divergence_is_one_line_exit_2_and_keeps_the_checkpoint(work, tmp_pa
                                 "--checkpoint-every", "1"))
     assert code == 2, (out, err)
     assert err.count("\n") == 1 and "at step" in err and "last good checkpoint" in err, err
-    model = load_checkpoint(ckpt)[0]
-    assert np.isfinite(model.params).all() and model.global_step >= 1
+    model, (state, _), _ = load_checkpoint(ckpt)
+    assert np.isfinite(model.params).all() and state["global_step"] >= 1
 
 
 # -- 2. SIGINT -----------------------------------------------------------------------------------

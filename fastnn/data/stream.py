@@ -39,6 +39,7 @@ often as you like (each pass reopens the files and reads them in order).
 """
 import numbers
 import os
+import stat
 import queue
 import threading
 import zlib
@@ -87,8 +88,11 @@ class ShuffledStream:
         self.layout_name = _check_layout(layout)
         batch_size, rank, world = int(batch_size), int(rank), int(world)
         self.batch_size, self.drop_last, self.shard = batch_size, drop_last, (rank, world)
-        self._fd = os.open(self.path, os.O_RDONLY)
+        self._fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block us
         try:
+            if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+                raise ShuffledFileError(f"{self.path}: not a regular file (a folder, FIFO or device); "
+                                        f"give a file written by `fastnn shuffle`")
             with open(self._fd, "rb", closefd=False) as f:
                 self.layout, self.checksums = read_header(f, self.path, os.fstat(self._fd).st_size)
         except BaseException:
@@ -126,6 +130,15 @@ class ShuffledStream:
     def position(self):
         """(epoch, record within the epoch) of the next record this stream will yield."""
         return divmod(self.position_index, self.records_per_epoch)
+
+    def seek(self, position_index):
+        """Continue from `position_index` (a saved position_index): the next record read."""
+        total = self.epochs * self.records_per_epoch
+        if isinstance(position_index, bool) or not isinstance(position_index, numbers.Integral) \
+                or not 0 <= position_index <= total:
+            raise ValueError(f"ShuffledStream.seek: position must be a record index in [0, {total}], "
+                             f"got {position_index!r}")
+        self.position_index = int(position_index)
 
     def _after(self, epoch):
         """The position once this shard of `epoch` is done: the shard's start in the next epoch."""

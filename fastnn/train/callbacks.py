@@ -1,64 +1,34 @@
-"""History and callbacks: progress bar (tqdm), early stopping, checkpoints, history files.
+"""Callbacks: progress bar (tqdm), early stopping, checkpoints, history files.
 
-A callback gets `on_train_begin(model, history)`, `on_step_end(step, loss)`,
-`on_epoch_end(epoch, logs)`, `on_train_end()` and, after a Ctrl-C that fit deferred to the end
-of a step, `on_interrupt(step)`; setting `model.stop_training = True` stops the run after the
-current step. During fit, `callback.training` is the loop's state (training.Run). A callback
-with state (EarlyStopping) returns it from `state_dict()` so checkpoints carry it.
+A callback gets `on_train_begin(model, state)` (state: the run's TrainState, whose `history`
+it may read), `on_step_end(step, loss)`, `on_epoch_end(epoch, logs)`, `on_train_end()` and,
+after a Ctrl-C that fit deferred to the end of a step, `on_interrupt(step)`.
+`self.state.request_stop(reason)` stops the run after the current step. A callback with state
+(EarlyStopping) returns it from `state_dict()` so checkpoints carry it. The loop asks a
+callback what it needs through two class attributes: `order` (callbacks run in ascending
+order; checkpoints last, to capture what the others decided) and `wants_deferred_interrupt`
+(Ctrl-C is honoured between steps, so that the callback can save a whole step).
 """
-import csv
-import io
-import json
 import math
 import os
 import sys
 
-from .atomic import atomic_write
-
-
-class History:
-    """What a run measured: per-step loss; per-epoch train/val loss and accuracy; samples/s."""
-
-    KEYS = ("step_loss", "epoch_train_loss", "epoch_train_accuracy", "epoch_val_loss",
-            "epoch_val_accuracy", "epoch_val_correct", "epoch_seconds", "samples_per_second")
-
-    def __init__(self):
-        for key in self.KEYS:
-            setattr(self, key, [])
-        self.val_total = None
-        self.stopped_reason = None
-
-    def as_dict(self):
-        return {key: list(getattr(self, key)) for key in self.KEYS}
-
-    def epoch_rows(self):
-        """One dict per epoch (for CSV)."""
-        keys = [k for k in self.KEYS if k != "step_loss"]
-        count = len(self.epoch_train_loss)
-        return [{"epoch": i + 1, **{k[6:] if k.startswith("epoch_") else k:
-                                    (getattr(self, k)[i] if i < len(getattr(self, k)) else None)
-                                    for k in keys}} for i in range(count)]
-
-    def save_json(self, path):
-        with atomic_write(path, "w") as f:
-            json.dump(self.as_dict(), f)
-
-    def save_csv(self, path):
-        rows = self.epoch_rows()
-        buf = io.StringIO()
-        if rows:
-            writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        with atomic_write(path, "w") as f:
-            f.write(buf.getvalue())
+from .checkpoint import save_checkpoint
 
 
 class Callback:
-    training = None  # the running fit's training.Run, set by fit
+    order = 0
+    wants_deferred_interrupt = False
 
-    def on_train_begin(self, model, history):
-        self.model, self.history = model, history
+    def __init__(self):
+        self.model = self.state = None  # set by on_train_begin
+
+    @property
+    def history(self):
+        return self.state.history
+
+    def on_train_begin(self, model, state):
+        self.model, self.state = model, state
 
     def on_interrupt(self, step):
         pass
@@ -85,6 +55,7 @@ class ProgressBar(Callback):
     """tqdm bar per epoch with loss, accuracy and samples/s; silent when not a TTY or verbose=0."""
 
     def __init__(self, steps_per_epoch, verbose=1, stream=None):
+        super().__init__()
         self.steps_per_epoch, self.verbose = steps_per_epoch, verbose
         self.stream = stream or sys.stderr
         self.bar = None
@@ -114,6 +85,7 @@ class EpochPrinter(Callback):
     """Prints `Epoch j: correct / total` (Nielsen's format) plus loss and accuracy."""
 
     def __init__(self, print_fn=print):
+        super().__init__()
         self.print_fn = print_fn
 
     def on_epoch_end(self, epoch, logs):
@@ -137,6 +109,7 @@ class EarlyStopping(Callback):
             raise ValueError("EarlyStopping: give patience, loss_threshold, or both")
         if patience is not None and (not isinstance(patience, int) or patience < 0):
             raise ValueError(f"EarlyStopping: patience must be an int >= 0, got {patience!r}")
+        super().__init__()
         self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
         self.loss_threshold = loss_threshold
         self.best, self.wait = math.inf, 0
@@ -146,8 +119,7 @@ class EarlyStopping(Callback):
 
     def on_step_end(self, step, loss):
         if self.loss_threshold is not None and loss < self.loss_threshold:
-            self.model.stop_training = True
-            self.history.stopped_reason = f"loss {loss:.6g} < {self.loss_threshold} at step {step}"
+            self.state.request_stop(f"loss {loss:.6g} < {self.loss_threshold} at step {step}")
 
     def on_epoch_end(self, epoch, logs):
         if self.patience is None:
@@ -161,27 +133,31 @@ class EarlyStopping(Callback):
         else:
             self.wait += 1
             if self.wait > self.patience:
-                self.model.stop_training = True
-                self.history.stopped_reason = f"{self.monitor} did not improve for {self.patience} epochs"
+                self.state.request_stop(f"{self.monitor} did not improve for {self.patience} epochs")
 
 
 class Checkpoint(Callback):
     """Saves a resumable checkpoint to `path`: every `every_n_steps` steps (None: never by
     count), at the end when `at_end`, and when fit stops for a Ctrl-C. Resume with
-    fastnn.checkpoint.resume(path, x, y); fastnn.load(path) reads the model alone.
+    fastnn.resume(path, x, y); fastnn.load(path) reads the model alone. `run_info`: JSON-safe
+    facts about the run stored with it (the CLI records its arguments there).
 
     Written atomically with a sha256 digest: a crash mid-write, a failed write or weights that
     turned NaN/inf (TrainingDiverged) all leave the previous checkpoint in place."""
 
-    def __init__(self, path, every_n_steps=1000, at_end=True):
+    order = 1
+    wants_deferred_interrupt = True
+
+    def __init__(self, path, every_n_steps=1000, at_end=True, run_info=None):
         if every_n_steps is not None and (isinstance(every_n_steps, bool) or
                                           not isinstance(every_n_steps, int) or every_n_steps < 1):
             raise ValueError(f"Checkpoint: every_n_steps must be an int >= 1 or None, got {every_n_steps!r}")
+        super().__init__()
         self.path, self.every_n_steps, self.at_end = os.fspath(path), every_n_steps, at_end
+        self.run_info = run_info
 
     def save(self):
-        from .checkpoint import save_checkpoint
-        save_checkpoint(self.path, self.model, self.training)
+        save_checkpoint(self.path, self.model, self.state, run_info=self.run_info)
 
     def on_step_end(self, step, loss):
         if self.every_n_steps and step % self.every_n_steps == 0:
@@ -199,6 +175,7 @@ class HistoryWriter(Callback):
     """Writes the history to `path` (.csv: one row per epoch; .json: everything) after each epoch."""
 
     def __init__(self, path):
+        super().__init__()
         self.path = os.fspath(path)
         if not self.path.endswith((".csv", ".json")):
             raise ValueError(f"HistoryWriter: path must end in .csv or .json, got {self.path!r}")

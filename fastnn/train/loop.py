@@ -1,0 +1,154 @@
+"""The training loop behind Sequential.fit: in-memory arrays or a fastnn.data stream.
+
+The loop owns nothing but control flow: the run's state is a `TrainState` (state.py), the
+batches come from a source (sources.py), and callbacks see the model and that state. It uses
+only the model's public methods (train_step, evaluate, reserve, ...): it imports no model.
+"""
+import contextlib
+import signal
+import threading
+
+import numpy as np
+
+from ..errors import TrainingDiverged
+from ..ops import _check as check
+from .callbacks import Callback, ProgressBar
+from .sources import ArraySource, StreamSource, is_stream
+from .state import TrainState, plain
+
+
+def fit(model, x, y=None, *, epochs=1, batch_size=32, validation_data=None, callbacks=None,
+        shuffle=True, seed=None, verbose=1, initial_state=None):
+    """Train `model`; returns its History. `initial_state`: (state, arrays) read from a
+    checkpoint (fastnn.model.load_checkpoint), to continue that run bit-identically."""
+    if model.loss is None or model.optimizer is None:
+        raise RuntimeError("fit: the model needs a loss and an optimizer (pass them to Sequential "
+                           "or call compile())")
+    epochs = check.positive_int("fit", "epochs", epochs)
+    callbacks = _check_callbacks(callbacks)
+    validation_data = _check_validation(model, validation_data)
+    if is_stream(x):
+        if y is not None:
+            raise TypeError("fit: a stream carries its own labels; y must be None")
+        source = StreamSource(x)
+    else:
+        batch_size = check.positive_int("fit", "batch_size", batch_size)
+        x, y = model._check_data("fit", x, y)
+        source = ArraySource(model._batches, x, y, batch_size, shuffle, seed)
+    model.reserve(source.batch_size)
+    callbacks.insert(0, ProgressBar(source.steps_per_epoch, verbose))
+    callbacks.sort(key=lambda c: c.order)  # stable: checkpoints last, they capture the others' decisions
+    state = TrainState({"epochs": epochs, "batch_size": source.batch_size, "shuffle": bool(shuffle),
+                        "seed": plain(seed), "kind": source.kind}, source, callbacks)
+    if initial_state is not None:
+        state.restore(*initial_state)
+    epochs = state.fit["epochs"]
+    for c in callbacks:
+        c.on_train_begin(model, state)
+    state.restore_callbacks()
+    defer = any(c.wants_deferred_interrupt for c in callbacks)
+    with model._lock, _deferred_sigint(state, defer):
+        while True:
+            if state.epoch_done:
+                if state.stop_requested or state.epoch >= epochs:
+                    break
+                batches = source.next_epoch()
+                if batches is None:  # a stream file has no more epochs
+                    break
+                state.begin_epoch()
+            else:  # resumed mid-epoch (or at its end, before the epoch's logs)
+                batches = iter(()) if state.stop_requested else source.continue_epoch(state.step_in_epoch)
+            _train_epoch(model, state, batches, callbacks)
+            logs = _epoch_logs(model, state, validation_data)
+            state.epoch_done = True
+            for c in callbacks:
+                c.on_epoch_end(state.epoch, logs)
+            _check_interrupt(state, callbacks)
+    for c in callbacks:
+        c.on_train_end()
+    return state.history
+
+
+def _check_callbacks(callbacks):
+    callbacks = list(callbacks or [])
+    for c in callbacks:
+        if not isinstance(c, Callback):
+            raise TypeError(f"fit: callbacks must be fastnn callbacks, got {type(c).__name__}")
+    return callbacks
+
+
+def _check_validation(model, validation_data):
+    """Checked before the first step: a bad validation set must not cost an epoch."""
+    if isinstance(validation_data, tuple):
+        if len(validation_data) != 2:
+            raise TypeError("fit: validation_data must be an (x, y) tuple or an iterable of batches")
+        return model._check_data("fit validation_data", *validation_data)
+    return validation_data
+
+
+def _train_epoch(model, state, batches, callbacks):
+    for xb, yb in batches:
+        loss = model.train_step(xb, yb)
+        if not np.isfinite(loss):
+            raise TrainingDiverged(f"fit: loss is {loss} at step {state.global_step + 1} "
+                                   f"(epoch {state.epoch}); lower the learning rate")
+        state.record_step(loss, xb.shape[0], model.last_correct)
+        for c in callbacks:
+            c.on_step_end(state.global_step, loss)
+        _check_interrupt(state, callbacks)
+        if state.stop_requested:
+            break
+
+
+def _epoch_logs(model, state, validation_data):
+    seen, history = max(state.seen, 1), state.history
+    seconds = state.seconds = state.epoch_seconds()  # training time only, not validation
+    logs = {"train_loss": state.loss_sum / seen,
+            "train_accuracy": None if state.correct is None else state.correct / seen,
+            "samples_per_second": state.seen / seconds if seconds > 0 else 0.0, "seconds": seconds,
+            "val_loss": None, "val_accuracy": None, "val_correct": None, "val_total": None}
+    history.epoch_train_loss.append(logs["train_loss"])
+    history.epoch_train_accuracy.append(logs["train_accuracy"])
+    history.samples_per_second.append(logs["samples_per_second"])
+    history.epoch_seconds.append(seconds)
+    if validation_data is not None:
+        result = model.evaluate(*validation_data) if isinstance(validation_data, tuple) \
+            else model.evaluate_batches(validation_data)
+        logs.update(val_loss=result["loss"], val_accuracy=result["accuracy"],
+                    val_correct=result["correct"], val_total=result["total"])
+        history.epoch_val_loss.append(result["loss"])
+        history.epoch_val_accuracy.append(result["accuracy"])
+        history.epoch_val_correct.append(result["correct"])
+        history.val_total = result["total"]
+    return logs
+
+
+def _check_interrupt(state, callbacks):
+    """After a whole step (or epoch end): a deferred Ctrl-C lets callbacks save, then stops."""
+    if state.interrupted:
+        for c in callbacks:
+            c.on_interrupt(state.global_step)
+        raise KeyboardInterrupt(f"interrupted at step {state.global_step}")
+
+
+@contextlib.contextmanager
+def _deferred_sigint(state, enabled):
+    """With a callback that saves on Ctrl-C, Ctrl-C sets a flag that the loop honours after the
+    current step (a KeyboardInterrupt mid-step could leave weights updated but the step
+    uncounted). A second Ctrl-C interrupts at once. Only in the main thread, only over Python's
+    default handler."""
+    if not enabled or threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+
+    def handler(signum, frame):
+        if state.interrupted:
+            raise KeyboardInterrupt("interrupted twice")
+        state.interrupted = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
