@@ -41,8 +41,8 @@ import numpy as np
 # launcher and loaded another MPI's library.
 LAUNCHER_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
 LAUNCHER_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK")
-# When every rank raises the same DistributedError, rank 0 reports it; the others give it this
-# long to do so before they abort the job themselves.
+# When a rank fails, rank 0 reports at once; another rank waits this long for rank 0 to do so
+# (when every rank meets the failure, it is printed once) before it reports and aborts itself.
 REPORT_GRACE_SECONDS = 2.0
 
 
@@ -53,11 +53,13 @@ class DistributedError(RuntimeError):
 
 class StepTotals(NamedTuple):
     """One step's statistics summed over the ranks (`correct` None when the loss has no notion
-    of correct predictions); `stop` is True when any rank asked to stop."""
+    of correct predictions); `stop` is True when any rank asked to stop; `ending` is how many
+    ranks called it to end their epoch (0 for a step: anything else means unequal steps)."""
     loss_sum: float
     count: int
     correct: object
     stop: bool
+    ending: int = 0
 
 
 def mpi():
@@ -198,19 +200,20 @@ class DataParallel:
             model.optimizer.load_state_dict(scalars)
 
     # -- each step -----------------------------------------------------------------------------
-    def agree(self, loss_sum, count, correct, stop):
+    def agree(self, loss_sum, count, correct, stop, ending=False):
         """Sum this step's statistics over the ranks in one small Allreduce: the loss summed over
         samples, the sample count, the correct count (or None), and stop (any rank's wish to
-        stop: Ctrl-C, a callback). Every rank gets the same StepTotals, so every rank takes the
-        same decisions (divergence, early stop, interruption) at the same step."""
+        stop: Ctrl-C). Every rank gets the same StepTotals, so every rank takes the same
+        decisions (divergence, early stop, interruption) at the same step. `ending`: this rank
+        calls it at the end of its epoch (end_epoch), where the others must be too."""
         has_correct = correct is not None
-        local = np.array([loss_sum, count, correct if has_correct else 0, bool(stop), has_correct],
-                         np.float64)
+        local = np.array([loss_sum, count, correct if has_correct else 0, bool(stop), has_correct,
+                          bool(ending)], np.float64)
         if self.world > 1:
             self.comm.Allreduce(self._MPI.IN_PLACE, local, op=self._MPI.SUM)
-        loss_sum, count, correct, stop, with_correct = local
-        return StepTotals(float(loss_sum), int(count),
-                          int(correct) if with_correct == self.world else None, bool(stop))
+        loss_sum, count, correct, stop, with_correct, ending = local
+        return StepTotals(float(loss_sum), int(count), int(correct) if with_correct == self.world else None,
+                          bool(stop), int(ending))
 
     def average_gradients(self, grads, batch_n, total_n=None):
         """grads <- sum over ranks of (n_i / N) * g_i, in place, in one Allreduce of the flat
@@ -232,6 +235,72 @@ class DataParallel:
         if self.world > 1:
             self.comm.Allreduce(self._MPI.IN_PLACE, grads, op=self._MPI.SUM)
 
+    # -- what fit (fastnn/train/loop.py) asks of a distributed run ----------------------------------
+    @property
+    def shard(self):
+        """(rank, world): this rank's slice of every epoch (ShuffledStream's `shard`)."""
+        return self.rank, self.world
+
+    def per_rank_batch(self, who, batch_size):
+        """The batch each rank trains on when the global batch is `batch_size`."""
+        if batch_size % self.world:
+            raise ValueError(f"{who}: batch_size {batch_size} is the global batch, split evenly over "
+                             f"the {self.world} ranks; it must be a multiple of {self.world}")
+        return batch_size // self.world
+
+    def open_stream(self, path, batch_size, **options):
+        """This rank's shard of a pre-shuffled file at global batch `batch_size`
+        (fastnn.data.ShuffledStream; `options`: layout, drop_last, start)."""
+        from .data import ShuffledStream
+        return ShuffledStream(path, self.per_rank_batch("open_stream", batch_size), shard=self.shard, **options)
+
+    def check_shard(self, who, shard):
+        if tuple(shard) != self.shard:
+            raise ValueError(f"{who}: the stream reads shard {tuple(shard)}, this is rank {self.rank} "
+                             f"of {self.world}: open it with shard={self.shard} (or DataParallel.open_stream)")
+
+    def common_seed(self, seed):
+        """Rank 0's shuffle seed, drawn there when None: every rank must permute alike."""
+        if self.is_root and seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1)
+        return self.comm.bcast(seed, root=0)
+
+    def prepare(self, model, source):
+        """Before step 1, on every rank: rank 0's model everywhere (start), equal step counts (or
+        a DistributedError on every rank), and the source whose checkpoint state is every
+        rank's position (ShardedSource)."""
+        self.start(model)
+        steps = self.comm.allgather(source.steps_per_epoch)
+        self.check_all(None if len(set(steps)) == 1 else
+                       f"the ranks would take different numbers of steps per epoch ({steps}): their "
+                       f"shards differ by a record and the last batch adds a step on some; choose a "
+                       f"batch size for which they are equal")
+        return ShardedSource(source, self)
+
+    def train_step(self, model, x, y, interrupted):
+        """model.train_step on this rank's batch, the gradients averaged over the ranks before
+        the update; (mean loss, samples, correct, interrupted) over all ranks, the same on each."""
+        totals = []
+
+        def synchronize(loss, samples, correct):
+            totals.append(self.agree(loss * samples, samples, correct, interrupted))
+            if totals[0].ending:
+                raise DistributedError(_unequal_steps(totals[0].ending, self.world))
+            self.average_gradients(model.grads, samples, totals[0].count)
+
+        model.train_step(x, y, before_update=synchronize)
+        t = totals[0]
+        return t.loss_sum / t.count, t.count, t.correct, t.stop
+
+    def end_epoch(self, model, interrupted, where):
+        """Every rank ends the epoch together (else DistributedError everywhere); the ranks'
+        parameters are compared; returns whether any rank was interrupted (Ctrl-C)."""
+        totals = self.agree(0.0, 0, None, interrupted, ending=True)
+        if totals.ending != self.world:
+            raise DistributedError(_unequal_steps(totals.ending, self.world))
+        self.check_params(model, where)
+        return totals.stop
+
     # -- checks --------------------------------------------------------------------------------
     def check_params(self, model, where):
         """Compare params_checksum across the ranks; DistributedError on every rank when they
@@ -251,6 +320,50 @@ class DataParallel:
         sys.stderr.flush()
         self.comm.Abort(code)
 
+    def fail(self, line, code):
+        """Print `line` and end the whole job with exit code `code`. Rank 0 does it at once;
+        another rank first gives rank 0 REPORT_GRACE_SECONDS, so that a failure every rank
+        meets (a missing file) is printed once, by rank 0, while a failure of this rank alone
+        (the others wait in a collective) is still printed, by this rank, within seconds."""
+        if not (self.is_root and launcher_rank() == 0):  # a mismatched launch has many rank 0s
+            time.sleep(REPORT_GRACE_SECONDS)
+        print(line, file=sys.stderr, flush=True)
+        self.abort(code)
+
+
+class ShardedSource:
+    """A rank's data source (fastnn/train/sources.py) in a distributed run: batches as the
+    source gives them; its checkpoint state holds every rank's position (gathered on rank 0,
+    which writes the file), and a restore takes this rank's."""
+
+    def __init__(self, source, ranks):
+        self.source, self.ranks = source, ranks
+        self.kind, self.batch_size, self.steps_per_epoch = source.kind, source.batch_size, source.steps_per_epoch
+
+    def next_epoch(self):
+        return self.source.next_epoch()
+
+    def continue_epoch(self, done):
+        return self.source.continue_epoch(done)
+
+    def state(self):
+        everyone = self.ranks.comm.gather(self.source.state(), root=0)
+        if not self.ranks.is_root:
+            return {}, {}
+        return ({"ranks": [state for state, _ in everyone]},
+                {f"rank{r}.{name}": array for r, (_, arrays) in enumerate(everyone) for name, array in arrays.items()})
+
+    def restore(self, state, arrays):
+        prefix = f"rank{self.ranks.rank}."
+        mine = {name[len(prefix):]: array for name, array in arrays.items() if name.startswith(prefix)}
+        self.source.restore(state["ranks"][self.ranks.rank], mine)
+
+
+def _unequal_steps(ending, world):
+    return (f"the ranks took different numbers of steps: {ending} of {world} ended the epoch while "
+            f"the others went on (a data source giving the ranks unequal batch counts, or a "
+            f"callback that stopped on one rank only)")
+
 
 def _install_abort_hook(ranks, errors):
     """An uncaught exception on one rank ends the whole job (see the module docstring)."""
@@ -260,12 +373,7 @@ def _install_abort_hook(ranks, errors):
         if errors == "traceback":
             previous(kind, value, tb)
         code = 130 if issubclass(kind, KeyboardInterrupt) else 1
-        # Rank 0 of the job (by the launcher's count too: a mismatched launch has many rank 0s).
-        if issubclass(kind, DistributedError) and not (ranks.is_root and launcher_rank() == 0):
-            time.sleep(REPORT_GRACE_SECONDS)  # every rank has it: let rank 0 be the one to say it
-        else:
-            print(f"fastnn: error: {error_line(ranks.rank, ranks.world, value)}", file=sys.stderr, flush=True)
-        ranks.abort(code)
+        ranks.fail(f"fastnn: error: {error_line(ranks.rank, ranks.world, value)}", code)
 
     sys.excepthook = hook
 

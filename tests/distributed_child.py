@@ -5,6 +5,7 @@
 Each scenario writes what its rank saw to OUT_DIR/rank{r}.npz (or fails in the way the test
 expects); the test compares those files with numpy references computed in the pytest process.
 """
+import json
 import os
 import signal
 import sys
@@ -13,7 +14,11 @@ import time
 import numpy as np
 
 import fastnn
+from fastnn import zoo
+from fastnn.datasets import mnist_subset
 from fastnn.distributed import DataParallel, DistributedError
+from fastnn.model import load_checkpoint
+from fastnn.train.callbacks import Callback, Checkpoint
 
 
 def small_model(seed, optimizer=None):
@@ -105,8 +110,54 @@ def single(ranks, out):
          errors=np.array(errors))
 
 
+def subset(model, samples):
+    """The first `samples` images of the bundled MNIST subset, scaled as the presets expect."""
+    train = mnist_subset().train
+    x = train.x[:samples].astype(np.float32) / np.float32(255)
+    x = x.reshape(samples, -1) if model == "mlp" else x.reshape(samples, 1, 28, 28)
+    return x, train.y[:samples].astype(np.int64)
+
+
+class KillAtStep(Callback):
+    """SIGKILLs this process after step `step` (a crash between checkpoints)."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_step_end(self, step, loss):
+        if step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def train(ranks, out, settings):
+    """fit(distributed=ranks) on arrays or a stream; settings (JSON): model, samples or stream,
+    batch (global), epochs, and optionally checkpoint, every, kill_rank/kill_step, resume."""
+    cfg = json.loads(settings)
+    preset = zoo.get(cfg["model"])
+    model = preset.build(seed=100 + ranks.rank)  # rank 0's weights must win (start broadcasts)
+    callbacks, initial_state = [], None
+    if cfg.get("checkpoint"):
+        callbacks.append(Checkpoint(cfg["checkpoint"], every_n_steps=cfg["every"]))
+    if cfg.get("kill_rank") == ranks.rank:
+        callbacks.append(KillAtStep(cfg["kill_step"]))
+    if cfg.get("resume"):
+        model, initial_state, _ = load_checkpoint(cfg["resume"])
+    if "stream" in cfg:
+        layout = "flat" if cfg["model"] == "mlp" else "nchw"
+        with ranks.open_stream(cfg["stream"], cfg["batch"], layout=layout) as stream:
+            history = model.fit(stream, epochs=cfg["epochs"], callbacks=callbacks, verbose=0,
+                                initial_state=initial_state, distributed=ranks)
+    else:
+        x, y = subset(cfg["model"], cfg["samples"])
+        history = model.fit(x, y, epochs=cfg["epochs"], batch_size=cfg["batch"], seed=3, callbacks=callbacks,
+                            verbose=0, initial_state=initial_state, distributed=ranks)
+    save(out, ranks, params=model.params, step_loss=np.array(history.step_loss),
+         epoch_loss=np.array(history.epoch_train_loss), threads=np.array(fastnn.get_num_threads()))
+
+
 SCENARIOS = {"broadcast": broadcast, "average": average, "checksum": checksum, "fail": fail,
-             "random_search": random_search, "single": single}
+             "random_search": random_search, "single": single, "train": train}
 
 if __name__ == "__main__":
     scenario, out, *args = sys.argv[1:]

@@ -75,10 +75,12 @@ class TrainState:
     before the first), `epoch_done`, `step_in_epoch`, `global_step`, the epoch's running sums
     (`seen`, `loss_sum`, `correct`, `seconds`), the `history`, and `data`, the source of batches
     (its position is part of the state), and the run's `callbacks` (their state is too).
-    Callbacks call `request_stop(reason)`."""
+    Callbacks call `request_stop(reason)`. `writes_files`: whether this process writes the
+    run's files (checkpoints); in a distributed run only rank 0 does."""
 
-    def __init__(self, fit, data, callbacks=()):
+    def __init__(self, fit, data, callbacks=(), writes_files=True):
         self.fit, self.data, self.callbacks = dict(fit), data, tuple(callbacks)
+        self.writes_files = writes_files
         self.history = History()
         self.epoch, self.epoch_done, self.step_in_epoch, self.global_step = 0, True, 0, 0
         self.seen, self.loss_sum, self.correct, self.seconds = 0, 0.0, 0, 0.0
@@ -143,6 +145,11 @@ class TrainState:
             if state["fit"].get(key) != self.fit[key]:
                 raise CheckpointError(f"resume: the checkpoint was taken with {key} "
                                       f"{state['fit'].get(key)!r}, this run has {self.fit[key]!r}")
+        saved, have = state["fit"].get("world", 1), self.fit.get("world", 1)  # distributed ranks
+        if saved != have:
+            raise CheckpointError(f"resume: the checkpoint was taken by {saved} process(es) "
+                                  f"(mpiexec -n {saved}), this run has {have}; every rank's data "
+                                  f"position is in it, so resume with the same number")
         self.fit = dict(state["fit"])
         self.data.restore(state["source"], arrays)
         self.epoch, self.epoch_done = int(state["epoch"]), bool(state["epoch_done"])
