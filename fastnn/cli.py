@@ -69,6 +69,9 @@ def build_parser():
                             "the end, and on Ctrl-C)")
     train.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
                        help="steps between checkpoints (default: only at the end and on Ctrl-C)")
+    train.add_argument("--distributed", action="store_true",
+                       help="one rank of an MPI job (mpiexec -n K fastnn train --distributed ...): "
+                            "data-parallel, --batch-size is global (docs/distributed.md)")
     train.add_argument("--resume", metavar="FILE",
                        help="continue the run saved in this checkpoint: it recorded the run's "
                             "arguments, so none are needed (any given must agree); the result is "
@@ -100,7 +103,9 @@ def main(argv=None):
         from .commands import run
         return run(args)
     except UsageError as exc:
-        print(f"fastnn: error: {exc}", file=sys.stderr)
+        from .distributed import launcher_rank
+        if launcher_rank() == 0:  # under mpiexec every rank parsed the same arguments: say it once
+            print(f"fastnn: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("fastnn: interrupted", file=sys.stderr)

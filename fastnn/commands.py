@@ -58,16 +58,18 @@ def load_mnist(data_dir, layout, need_train=True):
     return train, (_scaled(data.test.x, layout), data.test.y.astype(np.int64)), note
 
 
-def _open_stream(run, preset, batch_size):
+def _open_stream(run, preset, batch_size, ranks=None):
     """(training stream, test batches, note): both read with fixed buffers, so memory stays flat.
-    The test set comes from --data, else $FASTNN_DATA, else the bundled subset."""
+    The test set comes from --data, else $FASTNN_DATA, else the bundled subset. With `ranks`
+    (--distributed), the stream is this rank's shard at batch_size / ranks."""
     from . import datasets
     from .data import IdxBatches, IdxError, ShuffledFileError, ShuffledStream, mnist_files
     layout = "flat" if preset.layout == "flat" else "nchw"
     folder = run["data"] or os.environ.get("FASTNN_DATA") or datasets.SUBSET_DIR
     errors = (IdxError, ShuffledFileError, OSError, ValueError)
     try:  # the file the user named first: its error is the one to report
-        stream = ShuffledStream(run["stream"], batch_size, layout=layout)
+        stream = ShuffledStream(run["stream"], batch_size, layout=layout) if ranks is None else \
+            ranks.open_stream(run["stream"], batch_size, layout=layout)
     except errors as exc:
         raise UsageError(str(exc)) from None
     try:
@@ -144,10 +146,32 @@ def _one_line(exc):
 
 
 def train(args):
+    if not args.distributed:
+        return _train(args, None)
+    from .distributed import DistributedError, DataParallel
+    try:
+        ranks = DataParallel(threads=args.threads)
+    except ImportError as exc:
+        raise UsageError(f"--distributed: {exc}") from None
+    try:
+        return _train(args, ranks)
+    except DistributedError as exc:  # raised on every rank at the same point: exit together
+        if ranks.is_root:
+            print(f"fastnn: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:  # maybe this rank's alone, while the others wait in a collective
+        ranks.fail(f"fastnn: error: rank {ranks.rank} of {ranks.world}: {exc}", EXIT_USAGE)
+    except KeyboardInterrupt:  # a second Ctrl-C: at once, wherever each rank is
+        ranks.fail("fastnn: interrupted", EXIT_INTERRUPTED)
+
+
+def _train(args, ranks):
+    """`train`; `ranks` (a DataParallel) for --distributed: rank 0 alone prints and writes."""
     import fastnn
     from . import zoo
     from .train.callbacks import EarlyStopping, EpochPrinter
 
+    root = ranks is None or ranks.is_root
     run = _run_args(args)
     try:
         preset = zoo.get(run["model"])
@@ -157,12 +181,17 @@ def train(args):
         fastnn.set_num_threads(run["threads"])
     epochs = run["epochs"] or preset.epochs
     batch_size = run["batch_size"] or preset.batch_size
-    say = (lambda *a: None) if args.quiet else (lambda text: print(text, flush=True))
+    say = (lambda *a: None) if args.quiet or not root else (lambda text: print(text, flush=True))
+    if ranks is not None:
+        try:
+            ranks.per_rank_batch("--batch-size", batch_size)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if run["optimizer"] == "random-search" and preset.data == "mnist":
         raise UsageError("--optimizer random-search is for the 2-D presets (twoclass, spiral)")
     if run["stream"] and preset.data != "mnist":
         raise UsageError(f"--stream is for the MNIST presets, not {preset.name}")
-    outputs = _check_outputs(args, run)
+    outputs = _check_outputs(args, run) if root else {}
     model = preset.build(hidden=run["hidden"], lr=run["lr"], seed=run["seed"], optimizer=run["optimizer"])
     initial_state = None
     if args.resume:
@@ -177,7 +206,7 @@ def train(args):
     stream, scale, train_data = None, None, None
     if preset.data == "mnist":
         if run["stream"]:
-            stream, test, note = _open_stream(run, preset, batch_size)
+            stream, test, note = _open_stream(run, preset, batch_size, ranks)
         else:
             train_data, test, note = load_mnist(run["data"], preset.layout)
         say(note)
@@ -190,12 +219,16 @@ def train(args):
     start = time.perf_counter()
     try:
         history = _fit(args, run, model, stream, train_data, test, epochs, batch_size, callbacks,
-                       initial_state, saver)
-    except Interrupted as exc:
-        print(f"fastnn: {exc}", file=sys.stderr)
+                       initial_state, saver, ranks)
+    except Interrupted as exc:  # in a distributed run, every rank stopped at the same step
+        if root:
+            print(f"fastnn: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED
     seconds = time.perf_counter() - start
 
+    peak_rss = [round(peak_rss_mb(), 1)] if ranks is None else ranks.comm.allgather(round(peak_rss_mb(), 1))
+    if not root:
+        return 0
     _write_outputs(args, say, preset, model, history, train_data, scale)
     if history.stopped_reason:
         say(f"stopped: {history.stopped_reason}")
@@ -210,7 +243,7 @@ def train(args):
         "best_test_accuracy": max(history.epoch_val_accuracy) if history.epoch_val_accuracy else None,
         "final_step_loss": history.step_loss[-1] if history.step_loss else None,
         "steps": len(history.step_loss), "stopped_reason": history.stopped_reason,
-        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_rss_mb": max(peak_rss), **({"ranks": ranks.world, "peak_rss_mb_per_rank": peak_rss} if ranks else {}),
     }
     if args.json:
         print(json.dumps(summary))
@@ -326,18 +359,20 @@ def _checkpoint_callback(args, run, outputs):
     return Checkpoint(path, every_n_steps=None, at_end=False, run_info=run)
 
 
-def _fit(args, run, model, stream, train_data, test, epochs, batch_size, callbacks, initial_state, saver):
+def _fit(args, run, model, stream, train_data, test, epochs, batch_size, callbacks, initial_state, saver,
+         ranks):
     """fit (or continue a checkpoint): divergence, a failed checkpoint write and Ctrl-C become
     one line on stderr."""
     from .errors import TrainingDiverged
-    verbose = 0 if args.quiet else 1
+    verbose = 0 if args.quiet or (ranks is not None and not ranks.is_root) else 1
     try:
         if stream is not None:
             with stream:
                 return model.fit(stream, epochs=epochs, validation_data=test, callbacks=callbacks,
-                                 verbose=verbose, initial_state=initial_state)
+                                 verbose=verbose, initial_state=initial_state, distributed=ranks)
         return model.fit(*train_data, epochs=epochs, batch_size=batch_size, validation_data=test,
-                         callbacks=callbacks, seed=run["seed"], verbose=verbose, initial_state=initial_state)
+                         callbacks=callbacks, seed=run["seed"], verbose=verbose, initial_state=initial_state,
+                         distributed=ranks)
     except TrainingDiverged as exc:
         kept = f"; last good checkpoint: {saver.path}" if os.path.exists(saver.path) and \
             args.checkpoint else ""
@@ -347,7 +382,8 @@ def _fit(args, run, model, stream, train_data, test, epochs, batch_size, callbac
         raise UsageError(f"could not write checkpoint {saver.path} ({exc.strerror or exc}); the "
                          f"previous checkpoint is unchanged; the model so far is saved in {kept}") from None
     except KeyboardInterrupt as exc:
-        if not os.path.exists(saver.path) or not str(exc).startswith("interrupted at step"):
+        saved = os.path.exists(saver.path) or (ranks is not None and not ranks.is_root)  # rank 0 saves
+        if not saved or not str(exc).startswith("interrupted at step"):
             raise
         raise Interrupted(f"{exc}; checkpoint saved to {saver.path} (continue with "
                           f"`fastnn train --resume {saver.path}`)") from None

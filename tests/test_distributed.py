@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -212,3 +213,109 @@ def test_fit_distributed_equals_one_process_averaging_the_micro_batches(tmp_path
 def zoo_initial(name):
     from fastnn import zoo
     return zoo.get(name).build(seed=100).params
+
+
+@pytest.fixture(scope="module")
+def stream_file(tmp_path_factory):
+    """Two shuffled epochs of the bundled MNIST subset (3,000 records)."""
+    from fastnn import datasets
+    from fastnn.data import mnist_files, write_shuffled
+    files = mnist_files(datasets.SUBSET_DIR, datasets.SUBSET_PREFIX)
+    path = tmp_path_factory.mktemp("stream") / "train.shuf"
+    write_shuffled(files["train_images"], files["train_labels"], path, epochs=2, seed=5)
+    return path
+
+
+def test_kill_and_resume_mid_epoch_is_bit_identical(tmp_path, stream_file):
+    base = {"model": "mlp", "stream": str(stream_file), "batch": 100, "epochs": 2}  # 30 steps/epoch
+    (tmp_path / "whole").mkdir()
+    run(2, "train", tmp_path / "whole", json.dumps(base))
+    whole = ranks_output(tmp_path / "whole", 2)
+    ckpt = tmp_path / "run.ckpt"
+    (tmp_path / "killed").mkdir()
+    killed, seconds = run(2, "train", tmp_path / "killed", json.dumps(
+        {**base, "checkpoint": str(ckpt), "every": 7, "kill_rank": 1, "kill_step": 17}), expect_ok=False)
+    assert killed.returncode != 0 and seconds < 30 and ckpt.exists()  # saved at step 14
+    assert not (tmp_path / "killed" / "rank0.npz").exists()
+    (tmp_path / "resumed").mkdir()
+    run(2, "train", tmp_path / "resumed", json.dumps({**base, "resume": str(ckpt)}))
+    for rank in ranks_output(tmp_path / "resumed", 2):
+        np.testing.assert_array_equal(rank["params"], whole[0]["params"])
+        np.testing.assert_array_equal(rank["step_loss"], whole[0]["step_loss"])
+        np.testing.assert_array_equal(rank["epoch_loss"], whole[0]["epoch_loss"])
+    (tmp_path / "four").mkdir()
+    refused, _ = run(4, "train", tmp_path / "four", json.dumps({**base, "resume": str(ckpt)}), expect_ok=False)
+    lines = [line for line in refused.stderr.splitlines() if line.startswith("fastnn: error:")]
+    assert refused.returncode != 0 and len(lines) == 1, refused.stderr
+    assert "taken by 2 process(es)" in lines[0] and "this run has 4" in lines[0]
+
+
+def test_unequal_step_counts_are_refused_before_step_one(tmp_path):
+    # 201 samples on 2 ranks at 50 each: shards of 100 and 101 records, 2 and 3 steps.
+    settings = {"model": "mlp", "samples": 201, "batch": 100, "epochs": 1}
+    result, seconds = run(2, "train", tmp_path, json.dumps(settings), expect_ok=False)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("fastnn: error:")]
+    assert result.returncode != 0 and seconds < 10 and len(lines) == 1, result.stderr
+    assert "different numbers of steps per epoch ([2, 3])" in lines[0]
+    assert not (tmp_path / "rank0.npz").exists()
+
+
+# -- the command line: mpiexec -n K fastnn train --distributed -----------------------------------
+def cli(ranks, *args, **kw):
+    """Popen of `mpiexec -n ranks python -m fastnn.cli train --distributed ARGS`."""
+    command = [mpiexec(), "-n", str(ranks), sys.executable, "-m", "fastnn.cli", "train", "--distributed", *map(str, args)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=clean_env(FASTNN_DATA=""), **kw)
+
+
+def finish(process):
+    out, err = process.communicate(timeout=TIMEOUT)
+    return process.returncode, out, err
+
+
+def errors_of(err):
+    return [line for line in err.splitlines() if line.startswith("fastnn: error:")]
+
+
+def test_cli_rank_zero_alone_prints_and_writes(tmp_path):
+    import fastnn
+    code, out, err = finish(cli(2, "--model", "mlp", "--epochs", "1", "--json", "--out", tmp_path / "m.fastnn"))
+    assert code == 0, err
+    assert sum(line.startswith("Epoch 1:") for line in out.splitlines()) == 1, out
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["ranks"] == 2 and summary["batch_size"] == 100 and summary["steps"] == 30  # 3,000 subset images at 100 a step
+    assert len(summary["peak_rss_mb_per_rank"]) == 2
+    assert fastnn.load(tmp_path / "m.fastnn").num_params == 39760
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--batch-size", "99"], "multiple of 2"),
+    (["--stream", "/nonexistent/train.shuf"], "/nonexistent/train.shuf"),
+    (["--optimizer", "random-search", "--model", "twoclass"], "not gradient based"),
+])
+def test_cli_refusals_end_every_rank_with_one_line(tmp_path, args, words):
+    start = time.perf_counter()
+    code, out, err = finish(cli(2, "--model", "mlp", "--epochs", "1", *args))
+    assert code == 2 and time.perf_counter() - start < 10, (code, err)
+    lines = errors_of(err)
+    assert len(lines) == 1 and words in lines[0], err
+
+
+def test_cli_ctrl_c_saves_and_resume_continues_bit_identically(tmp_path, stream_file):
+    common = ["--model", "mlp", "--stream", stream_file, "--epochs", "2", "--quiet"]
+    code, _, err = finish(cli(2, *common, "--out", tmp_path / "whole.fastnn"))
+    assert code == 0, err
+    ckpt = tmp_path / "run.ckpt"
+    process = cli(2, *common, "--checkpoint", ckpt, "--checkpoint-every", "5", "--threads", "1")
+    deadline = time.time() + TIMEOUT
+    while not ckpt.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)  # as Ctrl-C: mpiexec forwards it to every rank
+    code, _, err = finish(process)
+    assert code == 130, err
+    assert sum("checkpoint saved to" in line for line in err.splitlines()) == 1, err
+    code, _, err = finish(cli(2, "--resume", ckpt, "--quiet", "--out", tmp_path / "resumed.fastnn"))
+    assert code == 0, err
+    import fastnn
+    whole, resumed = fastnn.load(tmp_path / "whole.fastnn"), fastnn.load(tmp_path / "resumed.fastnn")
+    np.testing.assert_array_equal(resumed.params, whole.params)
