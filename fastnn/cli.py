@@ -1,4 +1,4 @@
-"""`fastnn train | evaluate | shuffle | info`: the command line.
+"""`fastnn train | evaluate | shuffle | export | info`: the command line.
 
 Bad arguments and bad data end in one line on stderr and exit code 2, never a traceback.
 """
@@ -90,6 +90,12 @@ def build_parser():
     shuffle.add_argument("--seed", type=int, default=0)
     shuffle.add_argument("--out", required=True)
     shuffle.add_argument("--memory-limit", type=_memory_size, default=64 * 2**20)
+
+    export = sub.add_parser("export", help="write a saved model as ONNX (needs fastnn[onnx])")
+    export.add_argument("model_file")
+    export.add_argument("--onnx", required=True, metavar="OUT", help="the ONNX file to write")
+    export.add_argument("--probabilities", action="store_true",
+                        help="end with the loss's softmax/sigmoid (output = predict_proba)")
 
     sub.add_parser("info", help="build flags, OpenMP, BLAS, threads")
 

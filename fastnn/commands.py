@@ -26,7 +26,7 @@ def peak_rss_mb():
 
 def run(args):
     handler = {"train": train, "evaluate": evaluate, "shuffle": shuffle, "info": info,
-               "config": config}[args.command]
+               "config": config, "export": export}[args.command]
     return handler(args)
 
 
@@ -482,6 +482,30 @@ def config(args):
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     print(json.dumps(cfg, indent=2))
+    return 0
+
+
+# -- export -------------------------------------------------------------------------------------
+def export(args):
+    """`fastnn export MODEL_FILE --onnx OUT [--probabilities]`: checks the extra and OUT before
+    reading the model, so nothing is loaded for an export that cannot be written."""
+    import fastnn
+    from .onnx import import_onnx, to_onnx
+    out = args.onnx
+    if os.path.exists(out) and os.path.exists(args.model_file) and os.path.samefile(out, args.model_file):
+        raise UsageError(f"--onnx {out} is the model file itself; choose another output file")
+    if os.path.isdir(out):
+        raise UsageError(f"--onnx {out} is a folder; give the file to write")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise UsageError(f"--onnx {out}: folder {folder} does not exist")
+    try:
+        import_onnx()
+        model = fastnn.load(args.model_file)
+        to_onnx(model, out, probabilities=args.probabilities)
+    except (ImportError, OSError, ValueError, TypeError) as exc:  # ModelFileError is a ValueError
+        raise UsageError(str(exc).replace("\n", " ")) from None
+    print(f"wrote {out} ({'probabilities' if args.probabilities else 'raw outputs'})")
     return 0
 
 
