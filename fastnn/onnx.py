@@ -41,7 +41,7 @@ from .atomic import atomic_write
 from .layers import Conv2D, Dense, Flatten, MaxPool2D, MaxUnpool2D, ReLU, Sigmoid, Tanh
 from .losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
 
-__all__ = ["to_onnx", "to_onnx_proto", "OPSET", "MIN_OPSET", "INPUT", "OUTPUT"]
+__all__ = ["to_onnx", "to_onnx_proto", "import_onnx", "OPSET", "MIN_OPSET", "INPUT", "OUTPUT"]
 
 OPSET = 17  # ONNX Runtime >= 1.14 runs it fully; new enough for every op used here
 MIN_OPSET = 16  # ScatterElements(reduction="add") (unpooling overlapping windows)
@@ -56,7 +56,7 @@ _ACTIVATION_LAYERS = {ReLU: "Relu", Sigmoid: "Sigmoid", Tanh: "Tanh"}
 _PROBABILITY_OPS = {SoftmaxCrossEntropy: "Softmax", BinaryCrossEntropy: "Sigmoid", MSE: None}
 
 
-def _import_onnx():
+def import_onnx():
     """The onnx package, or an ImportError that says how to install it."""
     try:
         import onnx
@@ -82,7 +82,7 @@ def to_onnx(model, path, *, probabilities=False, opset=OPSET):
 def to_onnx_proto(model, *, probabilities=False, opset=OPSET):
     """The onnx.ModelProto of `model`, checked with onnx.checker (full check, with shape
     inference); `InferenceSession(proto.SerializeToString())` serves it without a file."""
-    onnx = _import_onnx()
+    onnx = import_onnx()
     _check_exportable(model, probabilities, opset)
     graph = _Graph(onnx, model.dtype, model.layers)
     x = INPUT
@@ -99,7 +99,7 @@ def to_onnx_proto(model, *, probabilities=False, opset=OPSET):
 def _check_exportable(model, probabilities, opset):
     """Raise before building anything when the graph would not be the model's."""
     from .model import Sequential  # here: model.py may come to import this module
-    onnx = _import_onnx()
+    onnx = import_onnx()
     if not isinstance(model, Sequential):
         raise TypeError(f"to_onnx: model must be a fastnn Sequential, got {type(model).__name__}")
     if model.input_shape is None:
