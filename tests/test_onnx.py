@@ -232,3 +232,107 @@ def test_the_file_declares_a_dynamic_batch_and_its_origin():
                                                               "fastnn.output": "probabilities"}
     assert proto.graph.node[-2].op_type == "Softmax"
     assert "Softmax" not in {n.op_type for n in to_onnx_proto(model).graph.node}
+
+
+# -- what cannot be exported ------------------------------------------------------------------
+class ScaledDense(Dense):
+    """A subclass computes something else: its parent's converter must not be used for it."""
+
+
+@pytest.mark.parametrize("make,kwargs,error,word", [
+    (lambda: fastnn.Sequential([Dense(3)], loss=fastnn.MSE()), {}, ValueError, "not built"),
+    (lambda: "model.fastnn", {}, TypeError, "Sequential"),
+    (lambda: fastnn.Sequential([ScaledDense(3)], input_shape=(4,)), {}, ValueError, "ScaledDense"),
+    (lambda: fastnn.Sequential([Dense(3)], input_shape=(4,)), {"probabilities": True}, ValueError, "loss"),
+    (lambda: composed("unpool-is-the-output").compile(fastnn.SoftmaxCrossEntropy(), fastnn.SGD(lr=0.1)),
+     {"probabilities": True}, ValueError, "flat output"),
+    (lambda: composed("activation-chains"), {"probabilities": "yes"}, TypeError, "probabilities"),
+    (lambda: composed("activation-chains"), {"opset": MIN_OPSET - 1}, ValueError, "opset"),
+    (lambda: composed("activation-chains"), {"opset": 1000}, ValueError, "opset"),
+    (lambda: composed("activation-chains"), {"opset": True}, ValueError, "opset"),
+])
+def test_unexportable_models_fail_clearly_and_leave_the_old_file(make, kwargs, error, word, tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"previous export")
+    with pytest.raises(error, match=word):
+        to_onnx(make(), path, **kwargs)
+    assert path.read_bytes() == b"previous export"
+    assert os.listdir(tmp_path) == ["m.onnx"]  # no temp file left
+
+
+def test_export_replaces_an_existing_file_whole(tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"x" * 10**6)  # longer than the export: no tail of it may remain
+    model = composed("activation-chains")
+    assert to_onnx(model, path) == path
+    assert_matches(model, export_checked(model, path), np.ones((2, 7), np.float32), False)
+
+
+# -- the command line -------------------------------------------------------------------------
+@pytest.fixture
+def saved_lenet(tmp_path):
+    model = zoo.PRESETS["lenet"].build(seed=1, hidden=20)
+    model.save(tmp_path / "lenet.fastnn")
+    return model, str(tmp_path / "lenet.fastnn")
+
+
+@pytest.mark.parametrize("probabilities", [False, True], ids=["raw", "proba"])
+def test_cli_export_writes_a_file_onnx_runtime_serves(saved_lenet, probabilities, tmp_path, capsys):
+    model, model_file = saved_lenet
+    out = str(tmp_path / "lenet.onnx")
+    assert main(["export", model_file, "--onnx", out] + ["--probabilities"] * probabilities) == 0
+    assert "wrote" in capsys.readouterr().out
+    x = np.random.default_rng(5).random((64, 1, 28, 28), dtype=np.float32)
+    assert_matches(model, export_checked(model, out, probabilities), x, probabilities)
+    np.testing.assert_array_equal(run_onnx(session(out), x), run_onnx(export_checked(model, tmp_path / "b.onnx",
+                                                                                      probabilities), x))
+
+
+def _cli_error(capsys, *argv):
+    assert main(list(argv)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fastnn: error: ")
+    return err
+
+
+def test_cli_export_errors_are_one_line_exit_2(saved_lenet, tmp_path, capsys):
+    _, model_file = saved_lenet
+    before = open(model_file, "rb").read()
+    assert "model file itself" in _cli_error(capsys, "export", model_file, "--onnx", model_file)
+    assert open(model_file, "rb").read() == before
+    assert "does not exist" in _cli_error(capsys, "export", model_file, "--onnx", str(tmp_path / "no" / "m.onnx"))
+    assert "folder" in _cli_error(capsys, "export", model_file, "--onnx", str(tmp_path))
+    (tmp_path / "junk.fastnn").write_bytes(b"not a model")
+    assert "junk.fastnn" in _cli_error(capsys, "export", str(tmp_path / "junk.fastnn"), "--onnx",
+                                       str(tmp_path / "j.onnx"))
+    assert "missing.fastnn" in _cli_error(capsys, "export", str(tmp_path / "missing.fastnn"), "--onnx",
+                                          str(tmp_path / "j.onnx"))
+    assert "--onnx" in _cli_error(capsys, "export", model_file)
+    assert sorted(os.listdir(tmp_path)) == ["junk.fastnn", "lenet.fastnn"]
+
+
+# -- the extra stays optional -------------------------------------------------------------------
+def _python(code):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_import_fastnn_does_not_import_onnx():
+    proc = _python("import sys, fastnn, fastnn.onnx, fastnn.cli, fastnn.commands\n"
+                   "bad = [m for m in ('onnx', 'onnxruntime') if m in sys.modules]\n"
+                   "assert not bad, bad")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_without_onnx_the_export_says_how_to_install_it(saved_lenet, tmp_path):
+    _, model_file = saved_lenet
+    block = "import sys; sys.modules['onnx'] = None\n"  # `import onnx` now raises ImportError
+    proc = _python(block + "import fastnn, fastnn.onnx\n"
+                   "m = fastnn.Sequential([fastnn.Dense(2)], input_shape=(3,))\n"
+                   f"fastnn.onnx.to_onnx(m, {str(tmp_path / 'm.onnx')!r})")
+    assert proc.returncode == 1 and 'ImportError: ONNX export needs the onnx package' in proc.stderr
+    assert 'pip install "fastnn[onnx]"' in proc.stderr
+    proc = _python(block + f"from fastnn.cli import main; sys.exit(main(['export', {model_file!r}, '--onnx', "
+                   f"{str(tmp_path / 'm.onnx')!r}]))")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert 'pip install "fastnn[onnx]"' in proc.stderr
+    assert not (tmp_path / "m.onnx").exists()
