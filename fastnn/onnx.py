@@ -43,7 +43,7 @@ from .losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
 
 __all__ = ["to_onnx", "to_onnx_proto", "import_onnx", "OPSET", "MIN_OPSET", "INPUT", "OUTPUT"]
 
-OPSET = 17  # ONNX Runtime >= 1.14 runs it fully; new enough for every op used here
+OPSET = 17  # ONNX Runtime 1.13+ (the extra asks for 1.17+) runs all of it
 MIN_OPSET = 16  # ScatterElements(reduction="add") (unpooling overlapping windows)
 INPUT, OUTPUT = "input", "output"
 BATCH = "batch"  # the dynamic batch axis's name
