@@ -64,7 +64,7 @@ def measure(threads_list=THREADS, batches=BATCHES, repeats=5):
                 if not np.array_equal(ids["fastnn"], ids["onnxruntime"]):
                     raise AssertionError(f"batch {batch}: fastnn and ONNX Runtime predict different classes")
                 with OthersCpu() as noise:
-                    timed = {who: calibrated(lambda f=fn: f(x), who, threads) for who, fn in fns.items()}
+                    timed = {who: calibrated(lambda f=fn, x=x: f(x), who, threads) for who, fn in fns.items()}
                     seconds = alternate(timed, threads, repeats)
                 rows.append({"batch": batch, "threads": threads, "others_cpu": noise.share,
                              "images_per_s": {who: batch / median(s) for who, s in seconds.items()}})
@@ -72,8 +72,8 @@ def measure(threads_list=THREADS, batches=BATCHES, repeats=5):
 
 
 def table(rows):
-    lines = [f"{'batch':>6} {'threads':>7} {'fastnn img/s':>14} {'onnxruntime img/s':>18} "
-             f"{'fastnn/ort':>10}  machine"]
+    lines = [(f"{'batch':>6} {'threads':>7} {'fastnn img/s':>14} {'onnxruntime img/s':>18} "
+              f"{'fastnn/ort':>10}  machine")]
     for r in rows:
         ours, theirs = r["images_per_s"]["fastnn"], r["images_per_s"]["onnxruntime"]
         lines.append(f"{r['batch']:>6} {r['threads']:>7} {ours:>14,.0f} {theirs:>18,.0f} "

@@ -83,11 +83,11 @@ def to_onnx_proto(model, *, probabilities=False, opset=OPSET):
     """The onnx.ModelProto of `model`, checked with onnx.checker (full check, with shape
     inference); `InferenceSession(proto.SerializeToString())` serves it without a file."""
     onnx = import_onnx()
-    _check_exportable(model, probabilities, opset)
+    _check_exportable(onnx, model, probabilities, opset)
     graph = _Graph(onnx, model.dtype, model.layers)
     x = INPUT
     for i, layer in enumerate(model.layers):
-        x = _CONVERTERS[type(layer)](graph, f"{i}_{type(layer).__name__}", layer, x)
+        x = _CONVERTERS[type(layer)](graph, f"{i}_{type(layer).__name__}", layer, layer.get_config(), x)
     if probabilities and _PROBABILITY_OPS[type(model.loss)] is not None:
         x = graph.node(_PROBABILITY_OPS[type(model.loss)], [x], "probabilities")
     graph.node("Identity", [x], "output", output=OUTPUT)
@@ -96,10 +96,9 @@ def to_onnx_proto(model, *, probabilities=False, opset=OPSET):
     return proto
 
 
-def _check_exportable(model, probabilities, opset):
+def _check_exportable(onnx, model, probabilities, opset):
     """Raise before building anything when the graph would not be the model's."""
     from .model import Sequential  # here: model.py may come to import this module
-    onnx = import_onnx()
     if not isinstance(model, Sequential):
         raise TypeError(f"to_onnx: model must be a fastnn Sequential, got {type(model).__name__}")
     if model.input_shape is None:
@@ -127,9 +126,10 @@ def _check_probabilities(model):
     if type(model.loss) not in _PROBABILITY_OPS:
         raise ValueError(f"to_onnx: probabilities=True: loss {type(model.loss).__name__} has no "
                          f"ONNX form; known: {', '.join(c.__name__ for c in _PROBABILITY_OPS)}")
-    if type(model.loss) is SoftmaxCrossEntropy and len(model.output_shape) != 1:
+    output_shape = model.layers[-1].output_shape
+    if type(model.loss) is SoftmaxCrossEntropy and len(output_shape) != 1:
         raise ValueError(f"to_onnx: probabilities=True: SoftmaxCrossEntropy needs a flat output "
-                         f"(classes,), the model's is {model.output_shape}")
+                         f"(classes,), the model's is {output_shape}")
 
 
 class _Graph:
@@ -161,7 +161,7 @@ class _Graph:
         graph = helper.make_graph(
             self.nodes, "fastnn_sequential",
             [helper.make_tensor_value_info(INPUT, elem, [BATCH, *model.input_shape])],
-            [helper.make_tensor_value_info(OUTPUT, elem, [BATCH, *model.output_shape])],
+            [helper.make_tensor_value_info(OUTPUT, elem, [BATCH, *model.layers[-1].output_shape])],
             initializer=self.weights)
         opsets = [helper.make_opsetid("", int(opset))]
         proto = helper.make_model(graph, opset_imports=opsets, producer_name="fastnn",
@@ -174,24 +174,26 @@ class _Graph:
         return proto
 
 
-# -- one converter per layer class: (graph, name, layer, input name) -> output name ------------
-def _dense(g, name, layer, x):
+# -- one converter per layer class: (graph, name, layer, its get_config(), input name) -> output
+# name. Weights come from layer.params, hyper-parameters from the config (what save() writes).
+def _dense(g, name, layer, config, x):
     y = g.node("Gemm", [x, g.weight(f"{name}_w", layer.params["w"]),
                         g.weight(f"{name}_b", layer.params["b"])], name, transB=1)
-    if layer.activation is None:
+    if config["activation"] is None:
         return y
-    return g.node(_ACTIVATION_OPS[layer.activation], [y], f"{name}_{layer.activation}")
+    return g.node(_ACTIVATION_OPS[config["activation"]], [y], f"{name}_{config['activation']}")
 
 
-def _conv2d(g, name, layer, x):
-    (ph, pw), (kh, kw) = layer.padding, layer.kernel_size
+def _conv2d(g, name, layer, config, x):
+    ph, pw = config["padding"]
     return g.node("Conv", [x, g.weight(f"{name}_w", layer.params["w"]),
                            g.weight(f"{name}_b", layer.params["b"])], name,
-                  kernel_shape=[kh, kw], strides=list(layer.stride), pads=[ph, pw, ph, pw])
+                  kernel_shape=list(config["kernel_size"]), strides=list(config["stride"]),
+                  pads=[ph, pw, ph, pw])
 
 
-def _maxpool2d(g, name, layer, x):
-    attributes = dict(kernel_shape=list(layer.pool_size), strides=list(layer.stride))
+def _maxpool2d(g, name, layer, config, x):
+    attributes = dict(kernel_shape=list(config["pool_size"]), strides=list(config["stride"]))
     if id(layer) not in g.unpooled:
         return g.node("MaxPool", [x], name, **attributes)
     # Indices (flat over the whole NCHW tensor, row-major) only for a pool an unpool reads:
@@ -201,12 +203,13 @@ def _maxpool2d(g, name, layer, x):
     return y
 
 
-def _maxunpool2d(g, name, layer, x):
-    pool_input, indices = g.pools[id(layer.pool)]
+def _maxunpool2d(g, name, layer, config, x):
+    pool_input, indices = g.pools[id(layer.pool)]  # layer.pool: the MaxPool2D object it reads
     # The pool's input shape, batch included: floor pooling may have dropped trailing rows or
     # columns, which MaxUnpool's default output shape would not restore.
     shape = g.node("Shape", [pool_input], f"{name}_shape")
-    (kh, kw), (sh, sw) = layer.pool.pool_size, layer.pool.stride
+    pool_config = layer.pool.get_config()
+    (kh, kw), (sh, sw) = pool_config["pool_size"], pool_config["stride"]
     if sh >= kh and sw >= kw:  # disjoint windows: no input picked twice
         return g.node("MaxUnpool", [x, indices, shape], name, kernel_shape=[kh, kw],
                       strides=[sh, sw])
@@ -220,11 +223,11 @@ def _maxunpool2d(g, name, layer, x):
     return g.node("Reshape", [summed, shape], name)
 
 
-def _flatten(g, name, layer, x):
+def _flatten(g, name, layer, config, x):
     return g.node("Flatten", [x], name, axis=1)
 
 
-def _activation(g, name, layer, x):
+def _activation(g, name, layer, config, x):
     return g.node(_ACTIVATION_LAYERS[type(layer)], [x], name)
 
 

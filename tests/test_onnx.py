@@ -5,6 +5,7 @@ clearly. CLI and lazy-import checks at the end."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,9 +51,9 @@ def targets(model, n, rng):
     """Labels or float targets that the model's loss takes."""
     if isinstance(model.loss, fastnn.BinaryCrossEntropy):
         return rng.integers(0, 2, n)
-    if isinstance(model.loss, fastnn.MSE) and len(model.output_shape) != 1:
-        return rng.standard_normal((n,) + model.output_shape).astype(model.dtype)
-    return rng.integers(0, model.output_shape[0], n)
+    if isinstance(model.loss, fastnn.MSE) and len(model.layers[-1].output_shape) != 1:
+        return rng.standard_normal((n,) + model.layers[-1].output_shape).astype(model.dtype)
+    return rng.integers(0, model.layers[-1].output_shape[0], n)
 
 
 # -- presets ----------------------------------------------------------------------------------
@@ -297,9 +298,9 @@ def _cli_error(capsys, *argv):
 
 def test_cli_export_errors_are_one_line_exit_2(saved_lenet, tmp_path, capsys):
     _, model_file = saved_lenet
-    before = open(model_file, "rb").read()
+    before = Path(model_file).read_bytes()
     assert "model file itself" in _cli_error(capsys, "export", model_file, "--onnx", model_file)
-    assert open(model_file, "rb").read() == before
+    assert Path(model_file).read_bytes() == before
     assert "does not exist" in _cli_error(capsys, "export", model_file, "--onnx", str(tmp_path / "no" / "m.onnx"))
     assert "folder" in _cli_error(capsys, "export", model_file, "--onnx", str(tmp_path))
     (tmp_path / "junk.fastnn").write_bytes(b"not a model")
