@@ -1,4 +1,4 @@
-"""`fastnn train | evaluate | shuffle | info`: the command line.
+"""`fastnn train | evaluate | shuffle | export | info`: the command line.
 
 Bad arguments and bad data end in one line on stderr and exit code 2, never a traceback.
 """
@@ -48,15 +48,19 @@ def build_parser():
     parser = _Parser(prog="fastnn", description="Train and evaluate fastnn models.")
     sub = parser.add_subparsers(dest="command")
 
-    train = sub.add_parser("train", help="train a preset model")
+    train = sub.add_parser("train", help="train a preset model or a run file")
     train.add_argument("--model", choices=list(zoo.PRESETS), metavar="NAME",
                        help=f"preset: {', '.join(zoo.PRESETS)} (default lenet)")
+    train.add_argument("--config", metavar="FILE",
+                       help="a run file (JSON: architecture, loss, optimizer, fit settings), e.g. "
+                            "from `fastnn config --model NAME`; instead of --model")
     train.add_argument("--epochs", type=_positive_int)
     train.add_argument("--batch-size", type=_positive_int)
     train.add_argument("--lr", type=_positive_float)
     train.add_argument("--hidden", type=_positive_int)
     train.add_argument("--optimizer", choices=["sgd", "random-search"], help="(default sgd)")
-    train.add_argument("--data", help="folder of MNIST-format IDX files (gz or raw, canonical names)")
+    train.add_argument("--data", help="an .npz file (x_train, y_train, x_test, y_test) or a folder of "
+                                      "MNIST-format IDX files (gz or raw, canonical names)")
     train.add_argument("--stream", help="pre-shuffled file from `fastnn shuffle`: train from it")
     train.add_argument("--threads", type=_positive_int)
     train.add_argument("--seed", type=int, help="(default 0)")
@@ -79,17 +83,30 @@ def build_parser():
 
     evaluate = sub.add_parser("evaluate", help="test accuracy of a saved model")
     evaluate.add_argument("model_file")
-    evaluate.add_argument("--data")
+    evaluate.add_argument("--data", help="an .npz file or a folder of MNIST-format IDX files")
     evaluate.add_argument("--json", action="store_true")
 
     shuffle = sub.add_parser("shuffle", help="write a pre-shuffled multi-epoch training file")
-    shuffle.add_argument("--data", help="folder of MNIST-format IDX files")
+    shuffle.add_argument("--data", help="folder of MNIST-format IDX files, or an .npz file with "
+                                        "uint8 x_train and y_train")
     shuffle.add_argument("--epochs", type=_positive_int, required=True)
     shuffle.add_argument("--seed", type=int, default=0)
     shuffle.add_argument("--out", required=True)
     shuffle.add_argument("--memory-limit", type=_memory_size, default=64 * 2**20)
 
+    export = sub.add_parser("export", help="write a saved model as ONNX (needs fastnn[onnx])")
+    export.add_argument("model_file")
+    export.add_argument("--onnx", required=True, metavar="OUT", help="the ONNX file to write")
+    export.add_argument("--probabilities", action="store_true",
+                        help="end with the loss's softmax/sigmoid (output = predict_proba)")
+
     sub.add_parser("info", help="build flags, OpenMP, BLAS, threads")
+
+    config = sub.add_parser("config", help="print a preset as a run file for `train --config`")
+    config.add_argument("--model", default="lenet", choices=list(zoo.PRESETS), metavar="NAME")
+    config.add_argument("--hidden", type=_positive_int)
+    config.add_argument("--lr", type=_positive_float)
+    config.add_argument("--seed", type=int, default=0)
     return parser
 
 

@@ -25,80 +25,36 @@ def peak_rss_mb():
 
 
 def run(args):
-    handler = {"train": train, "evaluate": evaluate, "shuffle": shuffle, "info": info}[args.command]
+    handler = {"train": train, "evaluate": evaluate, "shuffle": shuffle, "info": info,
+               "config": config, "export": export}[args.command]
     return handler(args)
 
 
-# -- data ---------------------------------------------------------------------------------------
+# -- data (fastnn/cli_data.py reads it; here its errors become usage errors) ----------------------
 def _scaled(images, layout):
     """uint8 images (N, 28, 28) -> float32 in [0, 1], flat (N, 784) or NCHW (N, 1, 28, 28)."""
-    x = np.multiply(images, np.float32(1 / 255), dtype=np.float32)
-    return x.reshape(len(x), -1) if layout == "flat" else x.reshape(len(x), 1, *images.shape[1:])
+    from .cli_data import as_input
+    return as_input(images, (int(np.prod(images.shape[1:])),) if layout == "flat" else (1,) + images.shape[1:], "images")
 
 
 def load_mnist(data_dir, layout, need_train=True):
-    """((x_train, y_train), (x_test, y_test)) scaled for `layout`, and a note on the source.
-    With `data_dir`, only that folder is used; else full MNIST as fastnn.datasets finds it
-    without downloading, or the bundled subset with a notice."""
-    from . import datasets
-    from .data.idx import IdxError
+    """cli_data.load_mnist for a layout name ("flat" or "image")."""
+    from . import cli_data
     try:
-        if data_dir is not None:  # exactly this folder, any MNIST-format data set
-            from .data import mnist_files, read_labeled
-            files = mnist_files(data_dir)
-            data = datasets.Mnist(datasets.Split(*read_labeled(files["train_images"], files["train_labels"])),
-                                  datasets.Split(*read_labeled(files["test_images"], files["test_labels"])))
-            note = f"MNIST-format data from {data_dir}"
-        else:
-            data, full = datasets.mnist_or_subset()
-            note = "full MNIST" if full else datasets.SUBSET_NOTICE
-    except (IdxError, OSError) as exc:
-        raise UsageError(str(exc).replace("\n", " ")) from None
-    train = (_scaled(data.train.x, layout), data.train.y.astype(np.int64)) if need_train else None
-    return train, (_scaled(data.test.x, layout), data.test.y.astype(np.int64)), note
-
-
-def _open_stream(run, preset, batch_size, ranks=None):
-    """(training stream, test batches, note): both read with fixed buffers, so memory stays flat.
-    The test set comes from --data, else $FASTNN_DATA, else the bundled subset. With `ranks`
-    (--distributed), the stream is this rank's shard at batch_size / ranks."""
-    from . import datasets
-    from .data import IdxBatches, IdxError, ShuffledFileError, ShuffledStream, mnist_files
-    layout = "flat" if preset.layout == "flat" else "nchw"
-    folder = run["data"] or os.environ.get("FASTNN_DATA") or datasets.SUBSET_DIR
-    errors = (IdxError, ShuffledFileError, OSError, ValueError)
-    try:  # the file the user named first: its error is the one to report
-        stream = ShuffledStream(run["stream"], batch_size, layout=layout) if ranks is None else \
-            ranks.open_stream(run["stream"], batch_size, layout=layout)
-    except errors as exc:
+        return cli_data.load_mnist(data_dir, (784,) if layout == "flat" else (1, 28, 28), need_train)
+    except cli_data.DataError as exc:
         raise UsageError(str(exc)) from None
-    try:
-        files = mnist_files(folder, datasets.SUBSET_PREFIX if folder == datasets.SUBSET_DIR else "")
-        test = IdxBatches(files["test_images"], files["test_labels"], batch_size=batch_size, layout=layout)
-    except errors as exc:
-        stream.close()
-        raise UsageError(str(exc)) from None
-    return stream, test, f"training stream {run['stream']}; test set from {folder}"
-
-
-def _load_points(preset, seed):
-    """The 2-D toy data, scaled to about [-1, 1]^2, and the function that scales raw points."""
-    from . import datasets
-    if preset.data == "spiral":
-        x, y = datasets.spiral(n_per_class=100, classes=3, seed=seed)
-        scale = lambda pts: np.asarray(pts, np.float32)  # noqa: E731 - already in [-1, 1]
-    else:
-        x, y = datasets.two_class_grid(n=100, seed=seed)
-        scale = lambda pts: (np.asarray(pts, np.float32) / 5 - 1).astype(np.float32)  # noqa: E731
-    return scale(x), y.astype(np.int64), scale
 
 
 # -- train --------------------------------------------------------------------------------------
 # The arguments that define a run: a checkpoint records them, and `--resume FILE` alone
 # continues that run (arguments given beside it must agree). Defaults apply after the merge.
-RUN_KEYS = ("model", "hidden", "optimizer", "lr", "epochs", "batch_size", "data", "stream", "seed", "threads")
-PATH_KEYS = ("data", "stream")
-RUN_DEFAULTS = {"model": "lenet", "optimizer": "sgd", "seed": 0}
+RUN_KEYS = ("model", "config", "hidden", "optimizer", "lr", "epochs", "batch_size", "data", "stream",
+            "seed", "threads")
+PATH_KEYS = ("config", "data", "stream")
+RUN_DEFAULTS = {"optimizer": "sgd"}
+PRESET_SEED = 0  # a preset's seed when --seed is not given (a --config file has its own)
+PRESET_ONLY = ("model", "hidden", "optimizer", "lr")  # with --config, these live in the file
 
 
 def _run_args(args):
@@ -110,6 +66,7 @@ def _run_args(args):
             given[k] = os.path.abspath(given[k])
     if args.resume:
         recorded = _recorded_run(args.resume)
+        given["run_config"] = recorded.pop("run_config", None)
         for key, value in recorded.items():
             if given.get(key) is None:
                 given[key] = value
@@ -117,7 +74,13 @@ def _run_args(args):
                 flag = "--" + key.replace("_", "-")
                 raise UsageError(f"{flag} {given[key]} differs from the run in {args.resume} "
                                  f"({flag} {value}); omit it to continue that run")
-    return {k: RUN_DEFAULTS.get(k) if v is None else v for k, v in given.items()}
+    run = {k: RUN_DEFAULTS.get(k) if v is None else v for k, v in given.items()}
+    run.setdefault("run_config", None)
+    if run["config"] is None and run["model"] is None:
+        run["model"] = "lenet"
+    if run["config"] is None and run["seed"] is None:
+        run["seed"] = PRESET_SEED
+    return run
 
 
 def _same(key, a, b):
@@ -137,12 +100,70 @@ def _recorded_run(path):
     info = (config.get("training") or {}).get("run_info") if isinstance(config.get("training"), dict) else None
     if not isinstance(info, dict):
         return {}
-    return {k: info.get(k) for k in RUN_KEYS if k in info}
+    recorded = {k: info.get(k) for k in RUN_KEYS if k in info}
+    if isinstance(info.get("run_config"), dict):
+        recorded["run_config"] = info["run_config"]
+    return recorded
 
 
 def _one_line(exc):
     text = str(exc).replace("\n", " ")
     return text if len(text) <= 400 else text[:400] + "..."
+
+
+def _run_config(run):
+    """The run file this run trains (fastnn.config's schema with "fit"): --config's, a recorded
+    one (--resume), or the preset's with --hidden/--lr/--optimizer/--seed applied."""
+    from . import config, zoo
+    if run["run_config"] is not None:
+        cfg = run["run_config"]
+    elif run["config"] is not None:
+        given = [f"--{k}" for k in PRESET_ONLY if run[k] is not None and run[k] != RUN_DEFAULTS.get(k)]
+        if given:
+            raise UsageError(f"{', '.join(given)} cannot be combined with --config: set it in "
+                             f"{run['config']}")
+        cfg = _read_json(run["config"])
+        if run["seed"] is not None:  # --seed overrides the file's seeds (weights and order)
+            cfg["seed"] = run["seed"]
+            if isinstance(cfg.get("fit"), dict):
+                cfg["fit"]["seed"] = run["seed"]
+    else:
+        try:
+            preset = zoo.get(run["model"])
+            if run["optimizer"] == "random-search" and preset.data == "mnist":
+                raise UsageError("--optimizer random-search is for the 2-D presets (twoclass, spiral)")
+            cfg = preset.config(hidden=run["hidden"], lr=run["lr"], seed=run["seed"], optimizer=run["optimizer"])
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    where = run["config"] or f"preset {run['model']}"
+    try:
+        config.parse_model(cfg, where=where)
+        config.parse_fit(cfg, where=where)
+    except config.ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    return cfg
+
+
+MAX_CONFIG_BYTES = 1 << 20  # a run file is a few KB; bound what we read
+
+
+def _read_json(path):
+    try:
+        with open(path, "rb") as f:
+            if not os.path.isfile(path):
+                raise UsageError(f"--config {path}: not a regular file")
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"--config {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise UsageError(f"--config {path}: larger than {MAX_CONFIG_BYTES} bytes; not a run file")
+    try:
+        cfg = json.loads(raw.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise UsageError(f"--config {path}: not valid JSON ({_one_line(exc)})") from None
+    if not isinstance(cfg, dict):
+        raise UsageError(f"--config {path}: must hold a JSON object (a run file), got {type(cfg).__name__}")
+    return cfg
 
 
 def train(args):
@@ -168,98 +189,123 @@ def train(args):
 def _train(args, ranks):
     """`train`; `ranks` (a DataParallel) for --distributed: rank 0 alone prints and writes."""
     import fastnn
-    from . import zoo
+    from . import cli_data
+    from .config import parse_fit
+    from .model import Sequential
     from .train.callbacks import EarlyStopping, EpochPrinter
 
-    root = ranks is None or ranks.is_root
     run = _run_args(args)
-    try:
-        preset = zoo.get(run["model"])
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    cfg = _run_config(run)
+    fit = parse_fit(cfg)
+    name = run["model"] or os.path.basename(run["config"])
     if run["threads"]:
         fastnn.set_num_threads(run["threads"])
-    epochs = run["epochs"] or preset.epochs
-    batch_size = run["batch_size"] or preset.batch_size
+    epochs = run["epochs"] or fit["epochs"]
+    batch_size = run["batch_size"] or fit["batch_size"]
+    seed = fit["seed"]
+    root = ranks is None or ranks.is_root
     say = (lambda *a: None) if args.quiet or not root else (lambda text: print(text, flush=True))
-    if ranks is not None:
-        try:
-            ranks.per_rank_batch("--batch-size", batch_size)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-    if run["optimizer"] == "random-search" and preset.data == "mnist":
-        raise UsageError("--optimizer random-search is for the 2-D presets (twoclass, spiral)")
-    if run["stream"] and preset.data != "mnist":
-        raise UsageError(f"--stream is for the MNIST presets, not {preset.name}")
-    outputs = _check_outputs(args, run) if root else {}
-    model = preset.build(hidden=run["hidden"], lr=run["lr"], seed=run["seed"], optimizer=run["optimizer"])
+    if run["stream"] and fit["data"] in ("spiral", "twoclass"):
+        raise UsageError(f"--stream is for image data, not the built-in {fit['data']} set")
+    if root:
+        _check_outputs(args, run)
+    try:
+        model = Sequential.from_config(cfg)
+    except (TypeError, ValueError, MemoryError) as exc:
+        raise UsageError(f"{name}: the model does not build: {_one_line(exc)}") from None
+    if model.input_shape is None:
+        raise UsageError(f"{name}: key 'input_shape' is needed to train (e.g. [784])")
+    if model.loss is None or model.optimizer is None:
+        raise UsageError(f"{name}: keys 'loss' and 'optimizer' are needed to train")
     initial_state = None
     if args.resume:
         model, initial_state = _load_resume(args, model)
         epochs, batch_size = initial_state[0]["fit"]["epochs"], initial_state[0]["fit"]["batch_size"]
         say(f"resuming {args.resume} at step {initial_state[0]['global_step']}")
 
-    saver = _checkpoint_callback(args, run, outputs)
+    saver = _checkpoint_callback(args, dict(run, run_config=cfg))
     callbacks = [EpochPrinter(say), saver]
-    if preset.loss_threshold is not None:
-        callbacks.append(EarlyStopping(loss_threshold=preset.loss_threshold))
-    stream, scale, train_data = None, None, None
-    if preset.data == "mnist":
-        if run["stream"]:
-            stream, test, note = _open_stream(run, preset, batch_size, ranks)
+    if fit["stop_below_loss"] is not None:
+        callbacks.append(EarlyStopping(loss_threshold=fit["stop_below_loss"]))
+    stream, scale, train_data, test = None, None, None, None
+    classes = model.output_shape[0] if len(model.output_shape) == 1 and model.output_shape[0] > 1 else 2
+    try:
+        if fit["data"] in ("spiral", "twoclass") and run["data"] is None:
+            *train_data, scale = cli_data.load_points(fit["data"], seed)
+            note = f"the built-in {fit['data']} set"
+        elif run["stream"]:
+            stream, test, note = cli_data.open_stream(run["stream"], run["data"], model.input_shape,
+                                                      *_shard(ranks, batch_size), classes)
         else:
-            train_data, test, note = load_mnist(run["data"], preset.layout)
-        say(note)
-    else:
-        *train_data, scale = _load_points(preset, run["seed"])
-        test = None
+            train_data, test, note = cli_data.load_data(run["data"], fit["data"], model.input_shape, classes)
+    except cli_data.DataError as exc:
+        raise UsageError(str(exc)) from None
+    say(note)
     if not args.quiet:
         model.summary(print_fn=say)
 
     start = time.perf_counter()
     try:
-        history = _fit(args, run, model, stream, train_data, test, epochs, batch_size, callbacks,
-                       initial_state, saver, ranks)
+        history = _fit(args, model, stream, train_data, test, epochs, batch_size, fit["shuffle"], seed,
+                       callbacks, initial_state, saver, ranks)
     except Interrupted as exc:  # in a distributed run, every rank stopped at the same step
         if root:
             print(f"fastnn: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED
     seconds = time.perf_counter() - start
 
-    peak_rss = [round(peak_rss_mb(), 1)] if ranks is None else ranks.comm.allgather(round(peak_rss_mb(), 1))
+    summary = _summary(name, history, batch_size, seconds)
+    if ranks is not None:  # collective: every rank's peak memory
+        rss = ranks.comm.allgather(summary["peak_rss_mb"])
+        summary.update(peak_rss_mb=max(rss), ranks=ranks.world, peak_rss_mb_per_rank=rss)
     if not root:
         return 0
-    _write_outputs(args, say, preset, model, history, train_data, scale)
+    _write_outputs(args, say, fit["data"], model, history, train_data, scale)
     if history.stopped_reason:
         say(f"stopped: {history.stopped_reason}")
-    samples = sum(s * t for s, t in zip(history.samples_per_second, history.epoch_seconds))
-    summary = {
-        "model": preset.name, "epochs": len(history.epoch_train_loss), "batch_size": batch_size,
-        "threads": fastnn.get_num_threads(), "seconds": round(seconds, 3),
-        "samples_per_second": round(samples / sum(history.epoch_seconds), 1) if history.epoch_seconds else 0.0,
-        "train_loss": history.epoch_train_loss[-1] if history.epoch_train_loss else None,
-        "train_accuracy": history.epoch_train_accuracy[-1] if history.epoch_train_accuracy else None,
-        "test_accuracy": history.epoch_val_accuracy[-1] if history.epoch_val_accuracy else None,
-        "best_test_accuracy": max(history.epoch_val_accuracy) if history.epoch_val_accuracy else None,
-        "final_step_loss": history.step_loss[-1] if history.step_loss else None,
-        "steps": len(history.step_loss), "stopped_reason": history.stopped_reason,
-        "peak_rss_mb": max(peak_rss), **({"ranks": ranks.world, "peak_rss_mb_per_rank": peak_rss} if ranks else {}),
-    }
     if args.json:
         print(json.dumps(summary))
     return 0
+
+
+def _shard(ranks, batch_size):
+    """(per-rank batch, shard) of --stream: the global --batch-size split over the ranks."""
+    if ranks is None:
+        return batch_size, (0, 1)
+    try:
+        return ranks.per_rank_batch("--batch-size", batch_size), ranks.shard
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _summary(name, history, batch_size, seconds):
+    import fastnn
+    samples = sum(s * t for s, t in zip(history.samples_per_second, history.epoch_seconds))
+    last = lambda values: values[-1] if values else None  # noqa: E731
+    return {
+        "model": name, "epochs": len(history.epoch_train_loss), "batch_size": batch_size,
+        "threads": fastnn.get_num_threads(), "seconds": round(seconds, 3),
+        "samples_per_second": round(samples / sum(history.epoch_seconds), 1) if history.epoch_seconds else 0.0,
+        "train_loss": last(history.epoch_train_loss), "train_accuracy": last(history.epoch_train_accuracy),
+        "test_accuracy": last(history.epoch_val_accuracy),
+        "best_test_accuracy": max(history.epoch_val_accuracy) if history.epoch_val_accuracy else None,
+        "final_step_loss": last(history.step_loss), "steps": len(history.step_loss),
+        "stopped_reason": history.stopped_reason, "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
 
 
 # -- outputs: checked before training, written after it; never over an input -------------------
 def _inputs(run, args):
     """The files this run reads: an output must never replace one of them."""
     from .data import mnist_files
-    paths = [p for p in (run["stream"], args.resume) if p]
-    if run["data"]:
+    paths = [p for p in (run["stream"], args.resume, run["config"]) if p]
+    if run["data"] and not os.path.isfile(run["data"]):
         try:
             paths += list(mnist_files(run["data"]).values())
         except (OSError, ValueError):
             pass  # reported when the data is loaded
+    elif run["data"]:
+        paths.append(run["data"])
     return paths
 
 
@@ -294,7 +340,7 @@ def check_output_path(flag, path, inputs=()):
             raise UsageError(f"{flag} {path} is an input of this run ({source}); writing it would destroy it")
 
 
-def _write_outputs(args, say, preset, model, history, train_data, scale):
+def _write_outputs(args, say, kind, model, history, train_data, scale):
     """--out, then --plot. A write that fails after training keeps the model (to a fallback
     file when --out itself failed) and says where, in one line."""
     if args.out:
@@ -307,7 +353,7 @@ def _write_outputs(args, say, preset, model, history, train_data, scale):
         say(f"saved {args.out}")
     if args.plot:
         try:
-            _plot(args.plot, preset, model, history, train_data, scale)
+            _plot(args.plot, kind, model, history, train_data, scale)
         except OSError as exc:
             kept = args.out or _save_fallback(model)
             raise UsageError(f"could not write --plot {args.plot} ({exc.strerror or exc}); "
@@ -343,7 +389,7 @@ def _load_resume(args, built):
     return model, initial_state
 
 
-def _checkpoint_callback(args, run, outputs):
+def _checkpoint_callback(args, run):
     """--checkpoint FILE (every --checkpoint-every steps and at the end); without it, a Ctrl-C
     still saves, to the --resume file or DEFAULT_CHECKPOINT (in the temp folder when the working
     folder is not writable). Every checkpoint records the run's arguments."""
@@ -359,8 +405,8 @@ def _checkpoint_callback(args, run, outputs):
     return Checkpoint(path, every_n_steps=None, at_end=False, run_info=run)
 
 
-def _fit(args, run, model, stream, train_data, test, epochs, batch_size, callbacks, initial_state, saver,
-         ranks):
+def _fit(args, model, stream, train_data, test, epochs, batch_size, shuffle, seed, callbacks,
+         initial_state, saver, ranks):
     """fit (or continue a checkpoint): divergence, a failed checkpoint write and Ctrl-C become
     one line on stderr."""
     from .errors import TrainingDiverged
@@ -370,9 +416,11 @@ def _fit(args, run, model, stream, train_data, test, epochs, batch_size, callbac
             with stream:
                 return model.fit(stream, epochs=epochs, validation_data=test, callbacks=callbacks,
                                  verbose=verbose, initial_state=initial_state, distributed=ranks)
+        if ranks is not None:
+            _shard(ranks, batch_size)  # the same refusal as --stream's
         return model.fit(*train_data, epochs=epochs, batch_size=batch_size, validation_data=test,
-                         callbacks=callbacks, seed=run["seed"], verbose=verbose, initial_state=initial_state,
-                         distributed=ranks)
+                         callbacks=callbacks, shuffle=shuffle, seed=seed, verbose=verbose,
+                         initial_state=initial_state, distributed=ranks)
     except TrainingDiverged as exc:
         kept = f"; last good checkpoint: {saver.path}" if os.path.exists(saver.path) and \
             args.checkpoint else ""
@@ -389,13 +437,13 @@ def _fit(args, run, model, stream, train_data, test, epochs, batch_size, callbac
                           f"`fastnn train --resume {saver.path}`)") from None
 
 
-def _plot(path, preset, model, history, train_data, scale=None):
+def _plot(path, kind, model, history, train_data, scale=None):
     from . import plot
     try:
-        if preset.data == "mnist":
+        if kind not in ("spiral", "twoclass"):
             plot.plot_history(history, path)
         else:
-            raw_x = train_data[0] if preset.data == "spiral" else (train_data[0] + 1) * 5
+            raw_x = train_data[0] if kind == "spiral" else (train_data[0] + 1) * 5
             plot.plot_decision_regions(lambda pts: model.predict(scale(pts)), raw_x, train_data[1], path)
     except ImportError as exc:
         raise UsageError(str(exc)) from None
@@ -404,24 +452,28 @@ def _plot(path, preset, model, history, train_data, scale=None):
 # -- evaluate -----------------------------------------------------------------------------------
 def evaluate(args):
     import fastnn
+    from . import cli_data
     from .metrics import confusion_matrix
     try:
         model = fastnn.load(args.model_file)
     except (OSError, fastnn.ModelFileError) as exc:
         raise UsageError(_one_line(exc)) from None
-    if model.input_shape not in ((784,), (1, 28, 28)):
-        raise UsageError(f"{args.model_file}: input shape {model.input_shape} is not MNIST's (784,) or (1, 28, 28)")
+    if model.input_shape is None:
+        raise UsageError(f"{args.model_file}: the model was saved before it was built (no input shape)")
     if model.loss is None:
         raise UsageError(f"{args.model_file}: the model has no loss, so it has no test loss or "
                          f"accuracy to report")
-    if model.output_shape != (10,):
+    classes = model.output_shape[0] if len(model.output_shape) == 1 else 0
+    if classes < 2:
         raise UsageError(f"{args.model_file}: the model has output shape {model.output_shape}; "
-                         f"MNIST's 10 classes need (10,)")
-    layout = "flat" if model.input_shape == (784,) else "image"
-    _, (x, y), note = load_mnist(args.data, layout, need_train=False)
+                         f"evaluate scores classifiers with one output per class")
+    if not cli_data.is_npz(args.data) and (model.input_shape not in ((784,), (1, 28, 28)) or classes != 10):
+        raise UsageError(f"{args.model_file}: input {model.input_shape} and {classes} outputs are not "
+                         f"MNIST's ((784,) or (1, 28, 28), 10); give --data FILE.npz for other data")
     try:
+        _, (x, y), note = cli_data.load_data(args.data, None, model.input_shape, classes, need_train=False)
         result = model.evaluate(x, y)
-        confusion = confusion_matrix(y, model.predict(x), 10)
+        confusion = confusion_matrix(y, model.predict(x), classes)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{args.model_file}: {_one_line(exc)}") from None
     if args.json:
@@ -437,21 +489,66 @@ def evaluate(args):
 
 # -- shuffle ------------------------------------------------------------------------------------
 def shuffle(args):
+    import tempfile
+    from . import cli_data
     from .data import write_shuffled
     from .data.idx import IdxError, mnist_files
-    data_dir = args.data or os.environ.get("FASTNN_DATA")
-    if not data_dir:
-        raise UsageError("shuffle: give --data DIR (a folder of MNIST-format IDX files) or set FASTNN_DATA")
+    data = args.data or os.environ.get("FASTNN_DATA")
+    if not data:
+        raise UsageError("shuffle: give --data (a folder of MNIST-format IDX files, or an .npz file) "
+                         "or set FASTNN_DATA")
+    start = time.perf_counter()
     try:
-        files = mnist_files(data_dir)
-        check_output_path("--out", args.out, list(files.values()))
-        start = time.perf_counter()
-        write_shuffled(files["train_images"], files["train_labels"], args.out, epochs=args.epochs,
-                       seed=args.seed, memory_limit=args.memory_limit)
+        if cli_data.is_npz(data):
+            check_output_path("--out", args.out, [data])
+            with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(args.out))) as tmp:
+                images, labels = cli_data.npz_to_idx(data, tmp)
+                write_shuffled(images, labels, args.out, epochs=args.epochs, seed=args.seed,
+                               memory_limit=args.memory_limit)
+        else:
+            files = mnist_files(data)
+            check_output_path("--out", args.out, list(files.values()))
+            write_shuffled(files["train_images"], files["train_labels"], args.out, epochs=args.epochs,
+                           seed=args.seed, memory_limit=args.memory_limit)
     except (IdxError, OSError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(_one_line(exc)) from None
     print(f"wrote {args.out}: {args.epochs} epochs in {time.perf_counter() - start:.1f} s, "
           f"peak RSS {peak_rss_mb():.0f} MB")
+    return 0
+
+
+def config(args):
+    """Print a preset as a run file: the starting point of `fastnn train --config FILE`."""
+    from . import zoo
+    try:
+        cfg = zoo.get(args.model).config(hidden=args.hidden, lr=args.lr, seed=args.seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(json.dumps(cfg, indent=2))
+    return 0
+
+
+# -- export -------------------------------------------------------------------------------------
+def export(args):
+    """`fastnn export MODEL_FILE --onnx OUT [--probabilities]`: checks the extra and OUT before
+    reading the model, so nothing is loaded for an export that cannot be written."""
+    import fastnn
+    from .onnx import import_onnx, to_onnx
+    out = args.onnx
+    if os.path.exists(out) and os.path.exists(args.model_file) and os.path.samefile(out, args.model_file):
+        raise UsageError(f"--onnx {out} is the model file itself; choose another output file")
+    if os.path.isdir(out):
+        raise UsageError(f"--onnx {out} is a folder; give the file to write")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise UsageError(f"--onnx {out}: folder {folder} does not exist")
+    try:
+        import_onnx()
+        model = fastnn.load(args.model_file)
+        to_onnx(model, out, probabilities=args.probabilities)
+    except (ImportError, OSError, ValueError, TypeError) as exc:  # ModelFileError is a ValueError
+        raise UsageError(str(exc).replace("\n", " ")) from None
+    print(f"wrote {out} ({'probabilities' if args.probabilities else 'raw outputs'})")
     return 0
 
 

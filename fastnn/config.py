@@ -8,8 +8,15 @@ whose errors name the key, what it held and what was expected.
      "loss": {"class": "SoftmaxCrossEntropy", "config": {}},
      "optimizer": {"class": "SGD", "config": {"lr": 0.1}}}
 
-Model files add "optimizer_state"; checkpoints add "training"; run files add "fit" (see
-fastnn.model and fastnn.train): keys the parsers of those layers read, listed in EXTENSION_KEYS.
+Model files add "optimizer_state"; checkpoints add "training" (see fastnn.model and
+fastnn.train). A run file (`fastnn train --config FILE`, `fastnn config --model NAME`) adds "fit",
+the training settings, checked by `parse_fit`:
+
+     "fit": {"epochs": 16, "batch_size": 100, "shuffle": true, "seed": 0,
+             "data": "mnist", "stop_below_loss": null}
+
+"data" is "mnist", "spiral" or "twoclass" (the built-in sets) or null (give --data: an MNIST
+folder or an .npz file); "stop_below_loss" stops as soon as a step's loss is below it.
 """
 import numpy as np
 
@@ -68,13 +75,41 @@ def parse_model(config, dtype=None, where="config"):
     return kwargs
 
 
+FIT_DEFAULTS = {"epochs": 1, "batch_size": 32, "shuffle": True, "seed": None, "data": None,
+                "stop_below_loss": None}
+DATA_KINDS = ("mnist", "spiral", "twoclass")
+
+
+def parse_fit(config, where="config"):
+    """The "fit" section of a run file, with defaults; ConfigError names the key."""
+    fit = config.get("fit", {}) if isinstance(config, dict) else None
+    if not isinstance(fit, dict):
+        raise ConfigError(f"{where}: key 'fit' must be a JSON object, got {shown(fit)}")
+    unknown = sorted(set(fit) - set(FIT_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key 'fit.{shown(unknown[0])[1:-1]}'; known: {', '.join(FIT_DEFAULTS)}")
+    fit = {**FIT_DEFAULTS, **fit}
+    for key in ("epochs", "batch_size"):
+        if type(fit[key]) is not int or not 1 <= fit[key] <= 10**9:
+            raise ConfigError(f"{where}: key 'fit.{key}' must be a positive int, got {shown(fit[key])}")
+    if type(fit["shuffle"]) is not bool:
+        raise ConfigError(f"{where}: key 'fit.shuffle' must be true or false, got {shown(fit['shuffle'])}")
+    _seed(fit["seed"], where, "fit.seed")
+    if fit["data"] is not None and fit["data"] not in DATA_KINDS:
+        raise ConfigError(f"{where}: key 'fit.data' must be one of {DATA_KINDS} or null, got {shown(fit['data'])}")
+    stop = fit["stop_below_loss"]
+    if stop is not None and (type(stop) not in (int, float) or not np.isfinite(stop)):
+        raise ConfigError(f"{where}: key 'fit.stop_below_loss' must be a number or null, got {shown(stop)}")
+    return fit
+
+
 def _optional(config, key, registry, where):
     spec = config.get(key)
     return None if spec is None else _instance(key, registry, spec, where)
 
 
 def _instance(key, registry, spec, where):
-    if not isinstance(spec, dict) or spec.get("class") not in registry:
+    if not isinstance(spec, dict) or not isinstance(spec.get("class"), str) or spec["class"] not in registry:
         got = spec.get("class") if isinstance(spec, dict) else spec
         raise ConfigError(f"{where}: key '{key}' must name a class of {sorted(registry)}, got {shown(got)}")
     params = spec.get("config", {})
@@ -104,7 +139,7 @@ def _dtype(dtype, where):
     return np.dtype(dtype)
 
 
-def _seed(seed, where):
-    if seed is not None and (type(seed) is not int or seed < 0):
-        raise ConfigError(f"{where}: key 'seed' must be a non-negative int or null, got {shown(seed)}")
+def _seed(seed, where, key="seed"):
+    if seed is not None and (type(seed) is not int or not 0 <= seed < 2**63):
+        raise ConfigError(f"{where}: key '{key}' must be a non-negative int or null, got {shown(seed)}")
     return seed

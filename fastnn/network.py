@@ -143,6 +143,7 @@ class Network:
 
     @property
     def num_params(self):
+        """Number of trainable parameters (0 before the model is built)."""
         return 0 if self.input_shape is None else self.params.size
 
     def summary(self, print_fn=print):

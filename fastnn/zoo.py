@@ -30,8 +30,10 @@ class Preset:
     loss_threshold: float = None  # stop as soon as a step's loss is below this
     search_step: float = 0.1      # RandomSearch perturbation size
 
-    def build(self, hidden=None, lr=None, seed=None, optimizer="sgd", dtype=np.float32):
-        """A compiled model; `optimizer` is 'sgd' or 'random-search' (derivative-free)."""
+    def config(self, hidden=None, lr=None, seed=None, optimizer="sgd", dtype=np.float32):
+        """The preset as a run file (fastnn.config's schema, with its "fit" section): what
+        `fastnn config --model NAME` prints and `fastnn train --config FILE` trains.
+        `optimizer` is 'sgd' or 'random-search' (derivative-free; `lr` is then its step)."""
         hidden = self.hidden if hidden is None else hidden
         if optimizer == "sgd":
             opt = SGD(lr=self.lr if lr is None else lr, momentum=self.momentum)
@@ -39,8 +41,15 @@ class Preset:
             opt = RandomSearch(step=self.search_step if lr is None else lr, seed=seed)
         else:
             raise ValueError(f"preset {self.name}: optimizer must be 'sgd' or 'random-search', got {optimizer!r}")
-        return Sequential(self.make_layers(hidden), loss=self.make_loss(), optimizer=opt,
-                          input_shape=self.input_shape, dtype=dtype, seed=seed)
+        unbuilt = Sequential(self.make_layers(hidden), loss=self.make_loss(), optimizer=opt, dtype=dtype, seed=seed)
+        config = dict(unbuilt.get_config(), input_shape=list(self.input_shape))
+        config["fit"] = {"epochs": self.epochs, "batch_size": self.batch_size, "shuffle": True,
+                         "seed": seed, "data": self.data, "stop_below_loss": self.loss_threshold}
+        return config
+
+    def build(self, hidden=None, lr=None, seed=None, optimizer="sgd", dtype=np.float32):
+        """A compiled, built model: exactly what its config() describes."""
+        return Sequential.from_config(self.config(hidden, lr, seed, optimizer, dtype))
 
     @property
     def input_shape(self):

@@ -29,6 +29,7 @@ class History:
         self.stopped_reason = None
 
     def as_dict(self):
+        """{key: list of values} for every measured series (KEYS)."""
         return {key: list(getattr(self, key)) for key in self.KEYS}
 
     def epoch_rows(self):
@@ -40,10 +41,12 @@ class History:
                                     for k in keys}} for i in range(count)]
 
     def save_json(self, path):
+        """Write as_dict() as JSON, atomically."""
         with atomic_write(path, "w") as f:
             json.dump(self.as_dict(), f)
 
     def save_csv(self, path):
+        """Write one CSV row per epoch (epoch_rows()), atomically."""
         rows = self.epoch_rows()
         buf = io.StringIO()
         if rows:
@@ -54,10 +57,12 @@ class History:
             f.write(buf.getvalue())
 
     def state_dict(self):
+        """JSON-safe copy of everything measured (for checkpoints)."""
         return {**{k: plain(v) for k, v in self.as_dict().items()},
                 "val_total": plain(self.val_total), "stopped_reason": self.stopped_reason}
 
     def load_state_dict(self, saved):
+        """Take back what state_dict() returned."""
         for key in self.KEYS:
             setattr(self, key, list(saved[key]))
         self.val_total, self.stopped_reason = saved["val_total"], saved["stopped_reason"]
@@ -91,6 +96,7 @@ class TrainState:
 
     @property
     def batch_size(self):
+        """The batch size this run trains at."""
         return self.fit["batch_size"]
 
     def request_stop(self, reason=None):
@@ -100,12 +106,14 @@ class TrainState:
             self.history.stopped_reason = reason
 
     def begin_epoch(self):
+        """The loop starts the next epoch: counters of the epoch start from zero."""
         self.epoch += 1
         self.epoch_done, self.step_in_epoch = False, 0
         self.seen, self.loss_sum, self.correct, self.seconds = 0, 0.0, 0, 0.0
         self.started = time.perf_counter()
 
     def record_step(self, loss, samples, correct):
+        """The loop finished a step on `samples` samples with batch loss `loss`."""
         self.global_step += 1
         self.step_in_epoch += 1
         self.seen += samples
@@ -114,6 +122,7 @@ class TrainState:
         self.history.step_loss.append(loss)
 
     def epoch_seconds(self):
+        """Training seconds spent in the current epoch so far."""
         return self.seconds + (0.0 if self.epoch_done else time.perf_counter() - self.started)
 
     # -- checkpoints -----------------------------------------------------------------------------
@@ -161,6 +170,7 @@ class TrainState:
         self.callback_states = state.get("callbacks") or {}
 
     def restore_callbacks(self):
+        """Give the callbacks the state a checkpoint carried for them."""
         for key, c in keyed(self.callbacks):
             if key in self.callback_states:
                 c.load_state_dict(self.callback_states[key])
