@@ -234,8 +234,9 @@ def _train(args, ranks):
             *train_data, scale = cli_data.load_points(fit["data"], seed)
             note = f"the built-in {fit['data']} set"
         elif run["stream"]:
+            per_rank, shard = _shard(ranks, batch_size)
             stream, test, note = cli_data.open_stream(run["stream"], run["data"], model.input_shape,
-                                                      *_shard(ranks, batch_size), classes)
+                                                      per_rank, classes, shard=shard)
         else:
             train_data, test, note = cli_data.load_data(run["data"], fit["data"], model.input_shape, classes)
     except cli_data.DataError as exc:
