@@ -53,6 +53,12 @@ class Sequential(Network):
         (a crash leaves the old file or the new one). No pickle: read back with fastnn.load."""
         write_model(path, self)
 
+    def to_onnx(self, path, *, probabilities=False, opset=17):
+        """Export to an ONNX file for ONNX Runtime or any ONNX consumer (needs the extra:
+        pip install "fastnn[onnx]"); see fastnn.onnx.to_onnx and docs/onnx.md. Returns path."""
+        from . import onnx  # optional face: imported only when asked for
+        return onnx.to_onnx(self, path, probabilities=probabilities, opset=opset)
+
 
 def model_from_file(config, arrays, path):
     """The model a model file describes, with its weights and optimizer state."""

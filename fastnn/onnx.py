@@ -40,6 +40,7 @@ from ._runtime import _version
 from .atomic import atomic_write
 from .layers import Conv2D, Dense, Flatten, MaxPool2D, MaxUnpool2D, ReLU, Sigmoid, Tanh
 from .losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
+from .network import Network
 
 __all__ = ["to_onnx", "to_onnx_proto", "import_onnx", "OPSET", "MIN_OPSET", "INPUT", "OUTPUT"]
 
@@ -98,8 +99,7 @@ def to_onnx_proto(model, *, probabilities=False, opset=OPSET):
 
 def _check_exportable(onnx, model, probabilities, opset):
     """Raise before building anything when the graph would not be the model's."""
-    from .model import Sequential  # here: model.py may come to import this module
-    if not isinstance(model, Sequential):
+    if not isinstance(model, Network):
         raise TypeError(f"to_onnx: model must be a fastnn Sequential, got {type(model).__name__}")
     if model.input_shape is None:
         raise ValueError("to_onnx: the model is not built (its input shape is unknown); pass "

@@ -337,3 +337,11 @@ def test_without_onnx_the_export_says_how_to_install_it(saved_lenet, tmp_path):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert 'pip install "fastnn[onnx]"' in proc.stderr
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_the_model_method_writes_what_the_function_writes(tmp_path):
+    model = zoo.get("spiral").build(seed=0)
+    assert model.to_onnx(tmp_path / "a.onnx", probabilities=True) == tmp_path / "a.onnx"
+    to_onnx(model, tmp_path / "b.onnx", probabilities=True)
+    a, b = onnx.load(tmp_path / "a.onnx"), onnx.load(tmp_path / "b.onnx")
+    assert a.graph == b.graph
