@@ -4,6 +4,10 @@ data, and the ranks average their gradients before each optimizer update, so the
     # mpiexec -n 2 python train.py          (pip install "fastnn[mpi]": mpi4py + the MPICH runtime)
     from fastnn.distributed import DataParallel
     ranks = DataParallel()                   # rank, world, local_rank, local_world, is_root
+    model.fit(x, y, batch_size=100, distributed=ranks)     # 100: the global batch (docs/distributed.md)
+
+fit does all of the below; the primitives, for loops of your own:
+
     ranks.start(model)                       # rank 0's parameters and optimizer state everywhere
     ...                                      # each step, on every rank:
     total = ranks.agree(loss_sum, n, correct, stop)   # global step statistics, one small Allreduce
