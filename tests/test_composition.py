@@ -40,9 +40,9 @@ def _fastnn_optimizer(kind, config):
 
 
 def _reference(case, params, x, y):
-    """The oracle's pass, with draws too close to a kink for this dtype discarded."""
+    """The oracle's pass; draws the model's dtype cannot resolve are discarded (nw.comparable)."""
     result = nw.reference_pass(case, params, x, y)
-    assume(result["margin"] > nw.KINK_MARGIN[case.dtype])
+    assume(nw.comparable(case, result))
     return result
 
 
@@ -185,7 +185,7 @@ def check_arrays_untouched(case, layout, fit_batch):
         np.testing.assert_array_equal(y_memory, y_before, err_msg=f"{name} modified y\n{case.code()}")
     want, proba = _inference_results(model, case, x, y)
     tol = TOL[case.dtype]
-    assume(want["margin"] > nw.KINK_MARGIN[case.dtype])
+    assume(nw.comparable(case, want))
     assert nw.scaled_error(model.predict_raw(x), want["output"], 1.0) <= tol["output"], case.code()
     assert nw.scaled_error(model.predict_proba(x), proba, 1.0) <= tol["output"], case.code()
     assert model.evaluate(x, y)["loss"] == pytest.approx(want["loss"], rel=tol["loss"], abs=tol["loss"])
@@ -209,7 +209,7 @@ def test_no_call_modifies_the_callers_arrays_many(case, layout, fit_batch):
 def dense_stacks(draw):
     """Float32 Dense stacks with a loss and optimizer the one-call step takes; batches up to 40
     so that the first layer's zero-column skipping (batches >= 32) runs too."""
-    features = draw(st.integers(1, 8))
+    features = draw(nw.FEATURES)
     spec = [("dense", draw(st.integers(2, 6)), draw(st.sampled_from((None,) + nw.ACTIVATIONS)))
             for _ in range(draw(st.integers(0, 3)))]
     spec.append(("dense", draw(st.integers(2, 5)), draw(st.sampled_from((None,) + nw.ACTIVATIONS))))
@@ -225,14 +225,18 @@ def _fused_step_ran(model, batch):
 
 
 def check_fused_step(case, zero_columns, optimizer):
+    """Three steps, each from the same state on both paths (a float32 step that drives the loss
+    near 0 makes the next gradient ill-conditioned: p - 1 in the softmax cancels, so the paths'
+    last-bit differences would grow step by step without anything being wrong)."""
     kind, config = optimizer
     fused = nw.build_model(case, _fastnn_optimizer(kind, config))
     layered = nw.build_model(case, _fastnn_optimizer(kind, config))
     x, y = nw.make_data(case)
     x[:, zero_columns] = 0
-    trusted = np.ones(fused.params.size, bool)
     for _ in range(3):
         before = fused.params.copy()
+        layered.params[...] = before
+        layered.optimizer.load_state_dict(fused.optimizer.state_dict())
         loss = fused.train_step(x, y)
         # The layer-by-layer path, spelled out: forward, loss, backward, optimizer step.
         output = layered.forward(x, training=True)
@@ -245,10 +249,13 @@ def check_fused_step(case, zero_columns, optimizer):
         top2 = np.sort(output, axis=1)[:, -2:]
         near_ties = int(np.sum(top2[:, 1] - top2[:, 0] < 1e-5))
         assert abs(fused.last_correct - correct) <= near_ties, case.code()
+        trusted = None
         if kind == "adam":
-            trusted = _adam_trusted(trusted, layered.grads, 1e-5, before, fused.params, config["lr"])
+            trusted = _adam_trusted(np.ones(before.size, bool), layered.grads, 1e-5, before, fused.params, config["lr"])
         _assert_per_array(case, fused.params - before, layered.params - before, 1e-4,
                           f"{kind} {config} update", trusted, _ulp(np.float32, before, fused.params))
+        for name, state in layered.optimizer.state_dict().items():
+            assert nw.scaled_error(fused.optimizer.state_dict()[name], state, 1e-30) <= 1e-4, name
     assert _fused_step_ran(fused, case.batch), "the one-call step did not run"
 
 
