@@ -32,6 +32,9 @@ def check_against_central_differences(case, checks=None):
         return False
     loss, dout = ref.net_loss(case.loss, output, y)
     grads, dx = ref.net_backward(case.spec, params, cache, dout)
+    # gradient_bound bounds every gradient (each activation derivative is at most 1).
+    bound = ref.join_params(ref.gradient_bound(case.spec, params, cache, dout))
+    assert np.all(np.abs(ref.join_params(grads)) <= bound * (1 + 1e-12)), case
     for analytic, a in ((ref.join_params(grads), flat), (dx.reshape(-1), x.reshape(-1))):
         picks = None if checks is None or a.size <= checks else rng.choice(a.size, checks, replace=False)
         numeric = ref.numeric_grad(_loss_at(case, flat, x, y), a, indices=picks)

@@ -20,7 +20,7 @@ from .optim import adam_update, sgd_update
 from .pool import depool2d, depool2d_backward, maxpool2d_forward
 
 __all__ = ["output_shapes", "param_shapes", "split_params", "join_params", "net_forward", "net_backward",
-           "net_loss", "ReferenceOptimizer"]
+           "net_loss", "gradient_bound", "ReferenceOptimizer"]
 
 _ACT = {"relu": (relu, relu_backward), "sigmoid": (sigmoid, sigmoid_backward),
         "tanh": (tanh, tanh_backward)}
@@ -134,15 +134,16 @@ def net_forward(spec, params, x):
     return x, {"inputs": inputs, "outputs": outputs, "argmax": argmax, "margin": margin}
 
 
-def net_backward(spec, params, cache, dout):
-    """-> (per-layer {name: gradient}, dx) of sum(output * dout)."""
+def net_backward(spec, params, cache, dout, derivatives=True):
+    """-> (per-layer {name: gradient}, dx) of sum(output * dout). derivatives=False passes dy
+    through the activations unchanged (for gradient_bound)."""
     grads = [{} for _ in spec]
     dy = np.asarray(dout, dtype=np.float64)
     for i in range(len(spec) - 1, -1, -1):
         layer, kind = spec[i], spec[i][0]
         x, y = cache["inputs"][i], cache["outputs"][i]
         if kind == "dense":
-            if layer[2]:
+            if layer[2] and derivatives:
                 dy = _ACT[layer[2]][1](dy, y)
             grads[i] = {"w": dy.T @ x, "b": dy.sum(axis=0)}
             dy = dy @ params[i]["w"]
@@ -155,9 +156,20 @@ def net_backward(spec, params, cache, dout):
             dy = depool2d_backward(dy, cache["argmax"][layer[1]])
         elif kind == "flatten":
             dy = dy.reshape(x.shape)
-        else:
+        elif derivatives:
             dy = _ACT[kind][1](dy, y)
     return grads, dy
+
+
+def gradient_bound(spec, params, cache, dout_bound):
+    """Per-layer bounds on the sum of |terms| behind each parameter gradient: the backward of
+    magnitudes (|x|, |w|, `dout_bound`), every activation derivative taken as its bound 1. A
+    gradient computed in floating point is off by a small multiple of eps times this (the
+    classic bound for sums of products), however much the terms cancel or a saturated
+    activation shrinks the gradient itself."""
+    magnitudes = [{name: np.abs(a) for name, a in p.items()} for p in params]
+    cache = dict(cache, inputs=[np.abs(x) for x in cache["inputs"]])
+    return net_backward(spec, magnitudes, cache, np.abs(dout_bound), derivatives=False)[0]
 
 
 def net_loss(kind, output, targets):
