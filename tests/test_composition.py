@@ -28,10 +28,11 @@ TOL = {np.dtype(np.float32): {"output": 5e-5, "loss": 1e-5, "grads": 2e-3, "upda
 
 
 def _optimizers():
-    sgd = st.fixed_dictionaries({"lr": st.sampled_from([0.01, 0.1, 0.5]), "momentum": st.sampled_from([0.0, 0.9]),
-                                 "weight_decay": st.sampled_from([0.0, 1e-3, 0.1])})
-    adam = st.fixed_dictionaries({"lr": st.sampled_from([1e-3, 0.05]), "beta1": st.sampled_from([0.9, 0.5]),
-                                  "beta2": st.sampled_from([0.999, 0.9]), "eps": st.sampled_from([1e-8, 1e-4])})
+    one_of = st.sampled_from
+    sgd = st.fixed_dictionaries({"lr": one_of([0.01, 0.1, 0.5]), "momentum": one_of([0.0, 0.9]),
+                                 "weight_decay": one_of([0.0, 1e-3, 0.1])})
+    adam = st.fixed_dictionaries({"lr": one_of([1e-3, 0.05]), "beta1": one_of([0.9, 0.5]),
+                                  "beta2": one_of([0.999, 0.9]), "eps": one_of([1e-8, 1e-4])})
     return st.one_of(st.tuples(st.just("sgd"), sgd), st.tuples(st.just("adam"), adam))
 
 
@@ -168,7 +169,8 @@ def check_arrays_untouched(case, layout, fit_batch):
     model = nw.build_model(case, SGD(0.05, momentum=0.9))
     x0, y0 = nw.make_data(case)
     x, x_memory = _layout(x0, layout, case.dtype)
-    y, y_memory = _layout(y0, layout, case.dtype, keep_dtype=y0.dtype.kind in "iu" or layout == "integer dtype")
+    labels = y0.dtype.kind in "iu" or layout == "integer dtype"  # labels keep int64
+    y, y_memory = _layout(y0, layout, case.dtype, keep_dtype=labels)
     x_before, y_before = x_memory.copy(), y_memory.copy()
     plain = layout == "as given"  # forward/train_step may refuse other layouts, never modify them
     calls = {
@@ -179,7 +181,8 @@ def check_arrays_untouched(case, layout, fit_batch):
         "predict_raw": lambda: model.predict_raw(x),
         "evaluate": lambda: model.evaluate(x, y),
         "train_step": lambda: model.train_step(x, y),
-        "fit": lambda: model.fit(x, y, epochs=1, batch_size=fit_batch, validation_data=(x, y), verbose=0, seed=0),
+        "fit": lambda: model.fit(x, y, epochs=1, batch_size=fit_batch, validation_data=(x, y),
+                                 verbose=0, seed=0),
     }
     for name, call in calls.items():
         try:
@@ -258,7 +261,8 @@ def check_fused_step(case, zero_columns, optimizer):
         trusted = None
         if kind == "adam":
             noise = 1e-5 * np.abs(layered.grads).max()  # the paths' gradients differ by a few ulps at most
-            trusted = _adam_trusted(np.ones(before.size, bool), layered.grads, noise, before, fused.params, config["lr"])
+            trusted = _adam_trusted(np.ones(before.size, bool), layered.grads, noise, before,
+                                    fused.params, config["lr"])
         _assert_per_array(case, fused.params - before, layered.params - before, 1e-4,
                           f"{kind} {config} update", trusted, _ulp(np.float32, before, fused.params))
         for name, state in layered.optimizer.state_dict().items():
