@@ -15,6 +15,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
 
 from .. import SGD, Adam, Dense, Sequential, get_num_threads, load, set_num_threads
 from ..ops import _check as check
@@ -270,7 +271,6 @@ class NetEstimator(BaseEstimator):
     # -- inference -------------------------------------------------------------------------------
     def _raw(self, X, how="predict_raw"):
         """The network's outputs (`how`: predict_raw or predict_proba) for validated X."""
-        from sklearn.utils.validation import check_is_fitted
         check_is_fitted(self, "model_")
         x = self._validate(X)
         with threads(self.n_threads):
