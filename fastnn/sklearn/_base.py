@@ -1,13 +1,13 @@
 """What the fastnn.sklearn estimators share: parameter checks, input validation with
-scikit-learn's own helpers, the epoch loop with scikit-learn's stopping rule, threads, pickling.
+scikit-learn's own helpers, the epoch loop with scikit-learn's stopping rule, threads.
 
 The loop calls the public `Sequential.fit` once per epoch (epochs=1, a shuffle seed drawn from
 the estimator's random state), so scikit-learn's per-epoch bookkeeping (loss_curve_, tol and
 n_iter_no_change, early stopping on a validation score) sits around fastnn's own training step.
+Pickling needs nothing here: a fastnn model pickles as its configuration, weights and optimizer
+state (Network.__reduce__), so a fitted estimator pickles, deep-copies and clones as usual.
 """
 import contextlib
-import os
-import tempfile
 import warnings
 
 import numpy as np
@@ -17,7 +17,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .. import SGD, Adam, Dense, Sequential, get_num_threads, load, set_num_threads
+from .. import SGD, Adam, Dense, Sequential, get_num_threads, set_num_threads
 from ..ops import _check as check
 
 try:  # scikit-learn >= 1.6
@@ -47,23 +47,6 @@ def threads(n_threads):
         yield
     finally:
         set_num_threads(before)
-
-
-def model_to_bytes(model):
-    """The model file (fastnn's own format: JSON architecture + npz weights, no pickle) as bytes."""
-    with tempfile.TemporaryDirectory(prefix="fastnn-sklearn-") as folder:
-        path = os.path.join(folder, "model.npz")
-        model.save(path)
-        with open(path, "rb") as f:
-            return f.read()
-
-
-def model_from_bytes(data):
-    with tempfile.TemporaryDirectory(prefix="fastnn-sklearn-") as folder:
-        path = os.path.join(folder, "model.npz")
-        with open(path, "wb") as f:
-            f.write(data)
-        return load(path)
 
 
 def _squared_norm(a):
@@ -275,16 +258,3 @@ class NetEstimator(BaseEstimator):
         x = self._validate(X)
         with threads(self.n_threads):
             return getattr(self.model_, how)(x, batch_size=PREDICT_BATCH)
-
-    # -- pickling --------------------------------------------------------------------------------
-    def __getstate__(self):
-        # fastnn models hold locks and kernel buffers: they travel as their own model file.
-        state = dict(super().__getstate__())
-        if "model_" in state:
-            state["model_"] = model_to_bytes(state["model_"])
-        return state
-
-    def __setstate__(self, state):
-        if isinstance(state.get("model_"), bytes):
-            state = dict(state, model_=model_from_bytes(state["model_"]))
-        super().__setstate__(state)

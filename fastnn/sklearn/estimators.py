@@ -70,10 +70,12 @@ class _DenseWeights:
 
     @property
     def coefs_(self):
+        """Weight matrices, (inputs, units) per layer, as scikit-learn's MLP has them."""
         return [layer.params["w"].T.copy() for layer in self.model_.layers]
 
     @property
     def intercepts_(self):
+        """Bias vectors, one per layer."""
         return [layer.params["b"].copy() for layer in self.model_.layers]
 
 
@@ -119,6 +121,7 @@ class _Classifier(ClassifierMixin, NetEstimator):
         return p / p.sum(axis=1, keepdims=True)
 
     def predict_log_proba(self, X):
+        """log of predict_proba."""
         return np.log(self.predict_proba(X))
 
     def predict(self, X):
