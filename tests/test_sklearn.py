@@ -333,3 +333,17 @@ def test_missing_sklearn_is_a_clear_import_error():
             "try:\n    import fastnn.sklearn\nexcept ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert 'pip install "fastnn[sklearn]"' in out
+
+
+def test_layer_templates_with_an_unpool_pairing(digits):
+    from fastnn import MaxUnpool2D
+    x, x_test, y, _ = digits
+    pool = MaxPool2D(2)
+    templates = [Conv2D(3, 3, padding=1), ReLU(), pool, MaxUnpool2D(pool), Flatten(), Dense(16, "relu")]
+    by_object = _quiet(NetClassifier(templates, input_shape=(1, 8, 8), max_iter=2, random_state=0, n_threads=1).fit, x, y)
+    templates[3] = MaxUnpool2D(2)  # the same pairing, by index
+    by_index = _quiet(NetClassifier(templates, input_shape=(1, 8, 8), max_iter=2, random_state=0, n_threads=1).fit, x, y)
+    np.testing.assert_array_equal(by_object.predict_proba(x_test), by_index.predict_proba(x_test))
+    assert by_object.model_.layers[3].pool is by_object.model_.layers[2]  # its own pool, not the template's
+    with pytest.raises(ValueError, match="MaxPool2D"):
+        NetClassifier([Conv2D(3, 3), MaxUnpool2D(MaxPool2D(2))], input_shape=(1, 8, 8), max_iter=1).fit(x, y)
