@@ -107,8 +107,8 @@ def _open_regular(path, max_file_bytes):
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (a device, FIFO or socket)"
-            raise ValueError(f"{kind}; model files are regular files")
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a device, FIFO or socket"
+            raise ValueError(f"{kind}, not a regular file")
         if st.st_size > max_file_bytes:
             raise ValueError(f"the file has {st.st_size} bytes, more than the {max_file_bytes} "
                              f"this reader accepts (raise max_bytes to read it)")
