@@ -8,7 +8,7 @@ CPU from the very thread it waits for: two `fastnn train --model mlp --epochs 1`
 a futex wake-up per region) removes the cliff. Before sleeping, GOMP_SPINCOUNT=100 spins about
 1 us (libgomp's own estimate: 100000 spins per ms), enough to catch a region that follows at
 once, as they do inside one training step; 10 us of spin (1000) already made a run beside
-busy processes about 3x slower than passive (bench/concurrent.py).
+busy processes about 3x slower than passive (bench/concurrent_runs.py).
 
 Nothing is changed when the user set any of these variables: their choice wins. The values
 stay in os.environ, so child processes inherit them. Imported first by fastnn/__init__.py.

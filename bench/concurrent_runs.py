@@ -1,8 +1,8 @@
 """Two fastnn runs on one machine (issue 16, item 3): the slowdown of two `fastnn train` started
 together against one alone, and the speed of a lone run, under each OpenMP wait policy.
 
-    python bench/concurrent.py                          # mlp and nielsen, 3 rounds
-    python bench/concurrent.py --models mlp --rounds 5 --json
+    python bench/concurrent_runs.py                          # mlp and nielsen, 3 rounds
+    python bench/concurrent_runs.py --models mlp --rounds 5 --json
 
 Policies: "fastnn" sets nothing, so fastnn's default applies (fastnn/_openmp_env.py);
 "spin" is libgomp's own default, which fastnn used before it chose one (GOMP_SPINCOUNT=300000);
