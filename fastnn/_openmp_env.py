@@ -7,8 +7,10 @@ CPU from the very thread it waits for: two `fastnn train --model mlp --epochs 1`
 2-core machine took 15.1 s each instead of 0.22 s (issue 16). Waiting passively (sleep at once,
 a futex wake-up per region) removes the cliff. Before sleeping, GOMP_SPINCOUNT=100 spins about
 1 us (libgomp's own estimate: 100000 spins per ms), enough to catch a region that follows at
-once, as they do inside one training step; 10 us of spin (1000) already made a run beside
-busy processes about 3x slower than passive (bench/concurrent_runs.py).
+once, as they do inside one training step. 10 us of spin was already too much: with
+GOMP_SPINCOUNT=1000, `fastnn train --model mlp --epochs 1` beside busy processes on the 2-core
+dev VM took 0.65-0.80 s against 0.22-0.40 s passive (indicative; bench/concurrent_runs.py
+compares policies).
 
 Nothing is changed when the user set any of these variables: their choice wins. The values
 stay in os.environ, so child processes inherit them. Imported first by fastnn/__init__.py.
