@@ -87,6 +87,8 @@ class Optimizer:
         self.params = self.grads = None  # set by bind
 
     def bind(self, params, grads):
+        """Attach the model's flat parameter and gradient arrays and allocate the optimizer's
+        state once (the model calls this when it builds)."""
         self.params, self.grads = params, grads
 
     def _changed(self, name):
@@ -103,6 +105,7 @@ class Optimizer:
         return self.start_step()
 
     def step(self):
+        """One update of the bound parameters from the bound gradients, in place."""
         raise NotImplementedError
 
     def state_dict(self):
@@ -147,7 +150,13 @@ class Optimizer:
         return value
 
     def get_config(self):
+        """The constructor arguments, as plain data: `type(opt)(**opt.get_config())` rebuilds it."""
         raise NotImplementedError
+
+    def fused_state(self):
+        """(state1, state2): the flat state arrays of the one-call Dense step
+        (fastnn._train_step); None where the optimizer has none."""
+        return None, None
 
 
 class SGD(Optimizer):

@@ -83,12 +83,6 @@ _EOCD_SIGNATURE, _ZIP64_LOCATOR = b"PK\x05\x06", b"PK\x06\x07"
 _ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # what np.savez(_compressed) writes
 
 
-def _shorten(text, limit=200):
-    """`text` cut to `limit` characters: messages that quote a file stay one readable line."""
-    text = str(text)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
 def _digest(arrays):
     """sha256 over every entry except the digest itself: name, dtype, shape, then the bytes."""
     h = hashlib.sha256()
@@ -145,7 +139,7 @@ def _read_entry(zf, info, max_bytes):
     allocate whatever the header claims: 10^12 elements); the data is then read in chunks into
     that buffer and must end exactly there, whatever the directory says."""
     if info.compress_type not in _ZIP_METHODS:  # bzip2/lzma decompress without an output bound
-        raise ValueError(f"entry {_shorten(info.filename)!r}: compression method "
+        raise ValueError(f"entry {shown(info.filename)}: compression method "
                          f"{info.compress_type} is not read (only stored or deflated)")
     with zf.open(info) as f:
         version = np.lib.format.read_magic(f)
@@ -156,16 +150,16 @@ def _read_entry(zf, info, max_bytes):
         else:
             raise ValueError(f"npy version {version}")
         if dtype.hasobject:
-            raise ValueError(f"entry {_shorten(info.filename)!r} holds Python objects (dtype {dtype})")
+            raise ValueError(f"entry {shown(info.filename)} holds Python objects (dtype {dtype})")
         count = 1
         for dim in shape:
             count *= dim
         nbytes = count * dtype.itemsize  # Python ints: no overflow
         if nbytes > max_bytes:
-            raise ValueError(f"entry {_shorten(info.filename)!r}: {shape} {dtype} is {nbytes} bytes, "
+            raise ValueError(f"entry {shown(info.filename)}: {shape} {dtype} is {nbytes} bytes, "
                              f"more than the {max_bytes} left within this reader's bounds")
         if nbytes != info.file_size - f.tell():
-            raise ValueError(f"entry {_shorten(info.filename)!r}: header says {shape} {dtype} ({nbytes} "
+            raise ValueError(f"entry {shown(info.filename)}: header says {shape} {dtype} ({nbytes} "
                              f"bytes), the zip entry holds {info.file_size - f.tell()}")
         data = _read_exactly(f, nbytes, info.filename)
     array = np.frombuffer(data, dtype=dtype)
@@ -179,10 +173,10 @@ def _read_exactly(f, nbytes, name):
     while filled < nbytes:
         got = f.readinto(view[filled:filled + _CHUNK])
         if not got:
-            raise ValueError(f"entry {_shorten(name)!r}: short read ({filled} of {nbytes} bytes)")
+            raise ValueError(f"entry {shown(name)}: short read ({filled} of {nbytes} bytes)")
         filled += got
     if f.read(1):
-        raise ValueError(f"entry {_shorten(name)!r}: more data than its header declares")
+        raise ValueError(f"entry {shown(name)}: more data than its header declares")
     return data
 
 
@@ -210,11 +204,11 @@ def read_npz(path, what="fastnn model", max_bytes=MAX_BYTES, max_entries=MAX_ENT
     except FileNotFoundError:
         raise
     except _READ_ERRORS as exc:
-        raise ModelFileError(f"{_shorten(path)}: not a readable {what} file "
-                             f"({type(exc).__name__}: {_shorten(exc, 300)})") from None
+        raise ModelFileError(f"{path}: not a readable {what} file "
+                             f"({type(exc).__name__}: {shown(str(exc))})") from None
     if DIGEST in arrays:
         if arrays.pop(DIGEST).tobytes() != _digest(arrays):
-            raise ModelFileError(f"{_shorten(path)}: corrupt {what} file: sha256 digest mismatch")
+            raise ModelFileError(f"{path}: corrupt {what} file: sha256 digest mismatch")
     return arrays
 
 
@@ -223,7 +217,7 @@ def _read_entries(zf, max_bytes, max_architecture_bytes):
     for info in zf.infolist():
         name = info.filename[:-4]
         if not info.filename.endswith(".npy") or len(name) > MAX_NAME_CHARS or name in arrays:
-            raise ValueError(f"unexpected entry {_shorten(info.filename, 80)!r}")
+            raise ValueError(f"unexpected entry {shown(info.filename)}")
         bound = min(left, max_architecture_bytes) if name == "architecture" else left
         arrays[name] = _read_entry(zf, info, bound)
         left -= arrays[name].nbytes

@@ -55,7 +55,7 @@ def _npy_header(f, dtype, shape):
 @pytest.fixture(scope="module")
 def valid_arrays():
     model = Sequential([Dense(3)], loss=SoftmaxCrossEntropy(), optimizer=SGD(0.1), input_shape=(4,), seed=0)
-    config = fastnn.serialize.model_config(model)
+    config = model.get_config()
     return model.params.copy(), config
 
 
@@ -126,7 +126,7 @@ def test_a_directory_is_refused(tmp_path):
 
 def test_bounds_are_arguments_and_count_every_entry(tmp_path, valid_arrays):
     params, config = valid_arrays
-    model = fastnn.serialize.model_from_config(config)
+    model = Sequential.from_config(config)
     model.save(tmp_path / "m.fastnn")
     arrays = read_npz(tmp_path / "m.fastnn")
     total = sum(a.nbytes for a in arrays.values()) + 32  # + the digest

@@ -11,7 +11,7 @@ import pytest
 import fastnn
 from fastnn import SGD, Adam, Dense, RandomSearch, Sequential, SoftmaxCrossEntropy
 from fastnn import _train_step
-from fastnn.checkpoint import load_checkpoint
+from fastnn import load_checkpoint
 from fastnn.optim import FusedUpdate
 from fastnn.serialize import DIGEST, ModelFileError, _digest
 
