@@ -90,7 +90,7 @@ def _digest(arrays):
         if name != DIGEST:
             a = np.ascontiguousarray(arrays[name])
             h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode())
-            h.update(a.data if a.size else b"")
+            h.update(a.reshape(-1).view(np.uint8).data if a.size else b"")
     return h.digest()
 
 
@@ -149,8 +149,9 @@ def _read_entry(zf, info, max_bytes):
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
         else:
             raise ValueError(f"npy version {version}")
-        if dtype.hasobject:
-            raise ValueError(f"entry {shown(info.filename)} holds Python objects (dtype {dtype})")
+        if dtype.kind not in "biuf" or dtype.fields is not None or dtype.subdtype is not None:
+            # model files and data sets hold numbers: no objects, strings, dates or records
+            raise ValueError(f"entry {shown(info.filename)} holds {dtype}, not numbers")
         count = 1
         for dim in shape:
             count *= dim

@@ -200,3 +200,39 @@ def test_a_new_file_gets_the_umask_default_not_0600(tmp_path):
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "new.bin").stat().st_mode) == \
         stat.S_IMODE((tmp_path / "plain.bin").stat().st_mode) == 0o640
+
+
+def _model_file(path, config, arrays):
+    """A digest-valid model file with this architecture and these entries (fastnn's writer)."""
+    from fastnn.serialize import DIGEST, _digest
+    arrays = dict(arrays, architecture=np.frombuffer(json.dumps(config).encode(), np.uint8))
+    arrays[DIGEST] = np.frombuffer(_digest(arrays), np.uint8)
+    with open(path, "wb") as f:  # a file object: np.savez would add ".npz" to a path
+        np.savez(f, **arrays)
+
+
+@pytest.mark.parametrize("units", [200_000, 10**9])
+def test_an_architecture_larger_than_its_weights_is_refused_before_allocating(tmp_path, valid_arrays, units):
+    params, config = valid_arrays
+    config = dict(config, input_shape=[784],
+                  layers=[{"class": "Dense", "config": {"units": units}}])
+    _model_file(tmp_path / "big.fastnn", config, {"params": params})
+    assert os.path.getsize(tmp_path / "big.fastnn") < 4096
+    _assert_refused_small(tmp_path / "big.fastnn", "parameters")
+
+
+@pytest.mark.parametrize("entries", [
+    {"params": np.array(list("abcdefghijklmno"), dtype="U1")},
+    {"when": np.array(["2026-01-01"], dtype="datetime64[D]")},
+])
+def test_digest_valid_files_with_foreign_entries_are_refused_or_ignored_cleanly(tmp_path, valid_arrays, entries):
+    params, config = valid_arrays
+    _model_file(tmp_path / "odd.fastnn", config, {"params": params, **entries})
+    try:
+        model = fastnn.load(tmp_path / "odd.fastnn")
+    except ModelFileError as exc:
+        assert len(str(exc)) < 1000
+    else:
+        np.testing.assert_array_equal(model.params, params)
+    from fastnn.cli import main
+    assert main(["evaluate", str(tmp_path / "odd.fastnn")]) == 2
