@@ -8,7 +8,7 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memcpy, memset
-from _blas cimport gemm_parallel, fastnn_bind_gemm
+from _blas cimport gemm_parallel, fastnn_bind_gemm, TRANS, NO_TRANS
 
 include "_bind.pxi"
 
@@ -213,7 +213,7 @@ cdef void conv2d_forward_kernel(floating[:, :, :, ::1] y, const floating[:, :, :
     for row in prange(CRS, schedule='static', num_threads=_threads(CRS * NPQ, num_threads)):
         _im2col_row(&col[row, 0], &x[0, 0, 0, 0], row, &g)
     # tmp (K, NPQ) = w (K, CRS) @ col (CRS, NPQ)
-    gemm_parallel(False, False, <int>g.K, <int>NPQ, <int>CRS, <floating>1, &w[0, 0, 0, 0], <int>CRS,
+    gemm_parallel(NO_TRANS, NO_TRANS, <int>g.K, <int>NPQ, <int>CRS, <floating>1, &w[0, 0, 0, 0], <int>CRS,
          &col[0, 0], <int>NPQ, <floating>0, &tmp[0, 0], <int>NPQ, num_threads)
     for n in prange(g.N, schedule='static', num_threads=_threads(g.K * NPQ, num_threads)):
         for k in range(g.K):
@@ -262,7 +262,7 @@ cdef void conv2d_backward_kernel(floating[:, :, :, ::1] dx, floating[:, :, :, ::
                 db[k] += _sum(&dy[n, k, 0, 0], PQ)
         # dwt (CRS, K) = col (CRS, NPQ) @ tmp^T (NPQ, K), then dw = dwt^T: OpenBLAS runs this
         # orientation ~25% faster than dw = tmp @ col^T (bench/bench_conv.py, both thread counts).
-        gemm_parallel(False, True, <int>CRS, <int>g.K, <int>NPQ, <floating>1, &col[0, 0], <int>NPQ,
+        gemm_parallel(NO_TRANS, TRANS, <int>CRS, <int>g.K, <int>NPQ, <floating>1, &col[0, 0], <int>NPQ,
              &tmp[0, 0], <int>NPQ, <floating>0, &dwt[0, 0], <int>g.K, num_threads)
         for k in range(g.K):
             for row in range(CRS):
@@ -280,7 +280,7 @@ cdef void conv2d_backward_kernel(floating[:, :, :, ::1] dx, floating[:, :, :, ::
                                 &w[0, 0, 0, 0], nc % g.C)
             return
     # col := dcol (CRS, NPQ) = w^T (CRS, K) @ tmp (K, NPQ); col's im2col is no longer needed
-    gemm_parallel(True, False, <int>CRS, <int>NPQ, <int>g.K, <floating>1, &w[0, 0, 0, 0], <int>CRS,
+    gemm_parallel(TRANS, NO_TRANS, <int>CRS, <int>NPQ, <int>g.K, <floating>1, &w[0, 0, 0, 0], <int>CRS,
          &tmp[0, 0], <int>NPQ, <floating>0, &col[0, 0], <int>NPQ, num_threads)
     # Each (n, c) plane of dx is written by exactly one thread: no races, no atomics.
     for nc in prange(g.N * g.C, schedule='static', num_threads=_threads(CRS * NPQ, num_threads)):
