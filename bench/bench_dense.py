@@ -29,12 +29,12 @@ def test_dense_forward_backward(benchmark, threads, n, i, o, num_threads):
     run_and_record(benchmark, step, gemms, num_threads)
 
 
-# The evidence for small_gemm_wins() in src_c/_blas.pxd: fastnn_small_sgemm vs OpenBLAS on the
+# The evidence for sgemm_impl() in src_c/_blas.pxd: fastnn_small_sgemm vs OpenBLAS on the
 # GEMMs of the seed workloads, same shapes and orientation, one thread. (label, ta, tb, m, n, k)
-SMALL_GEMMS = [("nielsen-forward", False, True, 10, 30, 784), ("nielsen-dW", True, False, 30, 784, 10),
-               ("nielsen100-forward", False, True, 10, 100, 784), ("nielsen100-dW", True, False, 100, 784, 10),
-               ("lenet-fc-batch1", False, True, 1, 500, 800), ("mlp-forward", False, True, 100, 50, 784),
-               ("mlp-dW", True, False, 50, 784, 100), ("spiral-forward", False, True, 30, 10, 2)]
+SMALL_GEMMS = [("nielsen-forward", "N", "T", 10, 30, 784), ("nielsen-dW", "T", "N", 30, 784, 10),
+               ("nielsen100-forward", "N", "T", 10, 100, 784), ("nielsen100-dW", "T", "N", 100, 784, 10),
+               ("lenet-fc-batch1", "N", "T", 1, 500, 800), ("mlp-forward", "N", "T", 100, 50, 784),
+               ("mlp-dW", "T", "N", 50, 784, 100), ("spiral-forward", "N", "T", 30, 10, 2)]
 
 
 @pytest.mark.benchmark(group="gemm-small")
@@ -43,8 +43,8 @@ SMALL_GEMMS = [("nielsen-forward", False, True, 10, 30, 784), ("nielsen-dW", Tru
 def test_gemm_small_vs_openblas(benchmark, threads, impl, label, ta, tb, m, n, k):
     threads(1)
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
-    b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
+    a = rng.standard_normal((k, m) if ta == "T" else (m, k), dtype=np.float32)
+    b = rng.standard_normal((n, k) if tb == "T" else (k, n), dtype=np.float32)
     c = np.empty((m, n), np.float32)
     benchmark.pedantic(_dense.sgemm, args=(ta, tb, 1.0, a, b, 0.0, c, impl),
                        rounds=200, warmup_rounds=20, iterations=10)
