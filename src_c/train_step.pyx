@@ -16,6 +16,8 @@ from libc.stdint cimport int64_t
 from fastnn._dense cimport (dense_forward_kernel, dense_backward_kernel, dense_backward_sgd_kernel,
                            nonzero_column_runs, finite_outside_runs, gather_runs,
                            dense_forward_compact_kernel, dense_backward_compact_kernel)
+from _options cimport DX_SKIP, DX_COMPUTE
+from fastnn._dense cimport DW_WRITE, DW_SGD_STEP
 from fastnn._loss cimport softmax_cross_entropy_kernel, mse_labels_kernel, count_correct_kernel
 from fastnn._optim cimport sgd_update_kernel, adam_update_kernel
 
@@ -212,8 +214,11 @@ cdef class DenseTrainStep:
         cdef float[:, ::1] dy = self.dout
         # Plain SGD rides on the dW GEMMs (dense_backward_sgd_kernel): no gradient pass.
         cdef bint sgd_in_backward = self.optimizer_kind == OPT_SGD and momentum == 0 and weight_decay == 0
+        cdef int dw_mode = DW_SGD_STEP if sgd_in_backward else DW_WRITE
+        cdef int dx_mode
         for i in range(last, -1, -1):
             layer = self.layers[i]
+            dx_mode = DX_COMPUTE if i > 0 else DX_SKIP  # the first layer's dx is read by nobody
             if i > 0:
                 below = self.layers[i - 1]
                 inp = below.y
@@ -223,14 +228,14 @@ cdef class DenseTrainStep:
                 if i == 0 and compact:
                     dense_backward_compact_kernel(layer.w, layer.b, layer.dw, layer.db, dy, layer.y,
                                                   layer.act, &self.xc[0], &self.wc[0], &self.dwc[0],
-                                                  &self.col_runs[0], nruns, kept, sgd_in_backward,
+                                                  &self.col_runs[0], nruns, kept, dw_mode,
                                                   <float>lr, num_threads)
                 elif sgd_in_backward:
                     dense_backward_sgd_kernel(layer.dx, layer.w, layer.b, layer.db, dy, inp, layer.y,
-                                              layer.act, i > 0, <float>lr, num_threads)
+                                              layer.act, dx_mode, <float>lr, num_threads)
                 else:
                     dense_backward_kernel(layer.dx, layer.dw, layer.db, dy, inp, layer.w, layer.y,
-                                          layer.act, i > 0, num_threads)
+                                          layer.act, dx_mode, num_threads)
             if i > 0:
                 dy = layer.dx
         if sgd_in_backward:

@@ -132,6 +132,7 @@ def test_random_search_is_refused_with_one_line(tmp_path):
 
 def test_world_of_one_under_a_bigger_launch_is_refused(tmp_path):
     # Open MPI's mpirun starting an MPICH-linked mpi4py: each process is a world of 1.
+    mpiexec()  # the skip reason when mpi4py is absent
     result, _ = run(None, "single", tmp_path, env=clean_env(OMPI_COMM_WORLD_SIZE="2", OMPI_COMM_WORLD_RANK="0"),
                     expect_ok=False)
     assert result.returncode != 0
