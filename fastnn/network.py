@@ -300,9 +300,10 @@ class Network:
             if order is None:
                 raw[...] = x[start:stop]
             else:
-                np.take(x, order[start:stop], axis=0, out=raw, mode="clip")
+                rows = order[start:stop]
+                x.take(rows, axis=0, out=raw, mode="clip")  # the method: no dispatch wrapper per batch
                 if y is not None:
-                    np.take(y, order[start:stop], axis=0, out=yb, mode="clip")
+                    y.take(rows, axis=0, out=yb, mode="clip")
             if raw.dtype == self.dtype:
                 xb = raw
             else:

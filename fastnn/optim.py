@@ -167,6 +167,7 @@ class SGD(Optimizer):
     weight_decay = Setting(_non_negative)
 
     def __init__(self, lr=0.01, momentum=0.0, weight_decay=0.0):
+        self._update = None  # start_step's cached FusedUpdate
         super().__init__()
         self.velocity = None
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
@@ -176,11 +177,15 @@ class SGD(Optimizer):
         self.velocity = np.zeros_like(params) if self.momentum else None
 
     def _changed(self, name):
+        self._update = None  # the settings changed: the next start_step makes a new FusedUpdate
         if name == "momentum" and self.momentum and self.params is not None and self.velocity is None:
             self.velocity = np.zeros_like(self.params)
 
     def start_step(self):
-        return FusedUpdate(self.lr, self.momentum, self.weight_decay)
+        # Made once per change of a setting, not per step (a step of a small net is ~20 us).
+        if self._update is None:
+            self._update = FusedUpdate(self.lr, self.momentum, self.weight_decay)
+        return self._update
 
     def step(self):
         u = self.start_step()

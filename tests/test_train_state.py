@@ -137,3 +137,31 @@ def test_bce_probabilities_do_not_overflow():
     with np.errstate(over="raise"):
         p = BinaryCrossEntropy().probabilities(np.array([[-1000.0], [0.0], [1000.0]], np.float32))
     np.testing.assert_allclose(p[:, 0], [0.0, 0.5, 1.0])
+
+
+def test_a_learning_rate_changed_between_steps_is_used_by_the_next_step():
+    x, y = problem()
+    a, b = mlp(SGD(0.1)), mlp(SGD(0.1))
+
+    class Decay(Callback):
+        def on_step_end(self, step, loss):
+            self.model.optimizer.lr = 0.1 / (1 + step)
+
+    a.fit(x, y, epochs=1, batch_size=40, shuffle=False, verbose=0, callbacks=[Decay()])
+    for step, start in enumerate(range(0, 120, 40)):
+        b.train_step(x[start:start + 40], y[start:start + 40])
+        b.optimizer.lr = 0.1 / (2 + step)
+    np.testing.assert_array_equal(a.params, b.params)
+
+
+def test_only_callbacks_that_listen_to_steps_are_called_per_step():
+    class Quiet(Callback):
+        def on_epoch_end(self, epoch, logs):
+            pass
+
+    class Loud(Callback):
+        def on_step_end(self, step, loss):
+            pass
+
+    assert not Quiet().listens_to_steps() and Loud().listens_to_steps()
+    assert not fastnn.ProgressBar(10, verbose=1).listens_to_steps()  # not a terminal here

@@ -50,6 +50,11 @@ class Callback:
     def on_step_end(self, step, loss):
         """After each optimizer step: the global step number (from 1) and the batch loss."""
 
+    def listens_to_steps(self):
+        """Whether fit must call on_step_end after every step (asked once per epoch): by
+        default, when the class overrides it."""
+        return type(self).on_step_end is not Callback.on_step_end
+
     def on_epoch_end(self, epoch, logs):
         """After each epoch: its number (from 1) and logs (train_loss, train_accuracy,
         samples_per_second, seconds, val_loss, val_accuracy, val_correct, val_total)."""
@@ -68,11 +73,12 @@ class ProgressBar(Callback):
         self.bar = None
 
     def _enabled(self):
-        return self.verbose and hasattr(self.stream, "isatty") and self.stream.isatty()
+        return bool(self.verbose) and hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def listens_to_steps(self):
+        return self._enabled()  # a bar only on a terminal: no call per step otherwise
 
     def on_step_end(self, step, loss):
-        if not self._enabled():
-            return
         if self.bar is None:
             from tqdm import tqdm
             self.bar = tqdm(total=self.steps_per_epoch, file=self.stream, leave=False, unit="step")

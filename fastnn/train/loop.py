@@ -5,10 +5,10 @@ batches come from a source (sources.py), and callbacks see the model and that st
 only the model's public methods (train_step, evaluate, reserve, ...): it imports no model.
 """
 import contextlib
+import math
 import signal
 import threading
 
-import numpy as np
 
 from ..errors import TrainingDiverged
 from ..ops import _check as check
@@ -103,6 +103,7 @@ def _check_validation(model, validation_data):
 
 
 def _train_epoch(model, state, batches, callbacks, ranks):
+    listeners = [c for c in callbacks if c.listens_to_steps()]  # a call per step costs ~0.3 us each
     for xb, yb in batches:
         if ranks is None:
             # fit checked the data once: batches come in the kernels' layout
@@ -110,11 +111,11 @@ def _train_epoch(model, state, batches, callbacks, ranks):
             interrupted = state.interrupted
         else:  # sums over the ranks, the same on every rank: so are the decisions below
             loss, samples, correct, interrupted = ranks.train_step(model, xb, yb, state.interrupted)
-        if not np.isfinite(loss):
+        if not math.isfinite(loss):
             raise TrainingDiverged(f"fit: loss is {loss} at step {state.global_step + 1} "
                                    f"(epoch {state.epoch}); lower the learning rate")
         state.record_step(loss, samples, correct)
-        for c in callbacks:
+        for c in listeners:
             c.on_step_end(state.global_step, loss)
         _check_interrupt(state, callbacks, interrupted)
         if state.stop_requested:
