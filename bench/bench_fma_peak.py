@@ -18,10 +18,11 @@ def _cpu_flags():
 
 def test_fma_peak_reports_each_width_the_cpu_has():
     try:
-        peaks = fma_peak.measure(1, seconds=0.005, repeats=1)
+        peak = fma_peak.measure(1, seconds=0.005, repeats=1)
     except fma_peak.PeakUnavailable as e:
         pytest.skip(str(e))
-    flags = _cpu_flags()
+    flags, peaks = _cpu_flags(), peak.gflops
+    assert 0 <= peak.others_cpu <= 1
     assert sorted(peaks) == list(fma_peak.WIDTHS)
     expected = {128: "fma" in flags, 256: {"fma", "avx2"} <= flags, 512: {"fma", "avx512f"} <= flags}
     for width, has in expected.items():
@@ -32,8 +33,8 @@ def test_fma_peak_reports_each_width_the_cpu_has():
 
 
 def test_fma_peak_table_and_errors():
-    text = fma_peak.table({1: {128: 10.0, 256: 20.0, 512: None}})
-    assert "| 1 | 10.0 | 20.0 | unsupported |" in text
+    text = fma_peak.table({1: fma_peak.Peak({128: 10.0, 256: 20.0, 512: None}, 0.5)})
+    assert "| 1 | 10.0 | 20.0 | unsupported | others used 50% of the CPUs  NOISY: peak too low |" in text
     assert fma_peak.parse("128 1 4.50\n512 unsupported\n") == {128: 4.5, 512: None}
     with pytest.raises(ValueError, match="threads"):
         fma_peak.measure(0)

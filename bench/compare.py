@@ -35,6 +35,7 @@ import fma_peak  # noqa: E402
 from baselines import cases, peers, spec_of, train_flops, weights_of  # noqa: E402
 from baselines.cases import thread_limit  # noqa: E402
 from compare_report import kernel_table, overhead_table, table  # noqa: E402
+from noise import OthersCpu  # noqa: E402
 
 INFER_BATCHES = (1, 64, 1000)
 DEFAULT_STEPS = {"nielsen": 2000, "mlp": 300, "lenet": 10, "spiral": 2000}
@@ -79,34 +80,6 @@ def calibrated(fn, who, threads):
 
 def median(xs):
     return statistics.median(xs)
-
-
-class OthersCpu:
-    """CPU share other processes took while the block ran (a shared 2-core machine): machine busy
-    time from /proc/stat minus this process's own CPU time and its peer workers' (`pids`), over
-    elapsed * cores."""
-
-    def __init__(self, pids=()):
-        self.pids = list(pids)
-
-    def _ours(self):
-        t = os.times()
-        return t.user + t.system + sum(peers.cpu_seconds(pid) for pid in self.pids)
-
-    @staticmethod
-    def _busy_seconds():
-        with open("/proc/stat") as f:
-            ticks = [int(v) for v in f.readline().split()[1:]]
-        return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
-
-    def __enter__(self):
-        self.start = (time.perf_counter(), self._busy_seconds(), self._ours())
-        return self
-
-    def __exit__(self, *exc):
-        wall, busy, ours = (b - a for a, b in zip(self.start, (time.perf_counter(), self._busy_seconds(),
-                                                             self._ours())))
-        self.share = max(0.0, busy - ours) / (wall * os.cpu_count())
 
 
 # -- training and inference ---------------------------------------------------------------------
@@ -180,12 +153,13 @@ def measure_workload(name, whos, threads, repeats, steps, peer_names=(), pythons
 
 
 def measured_peak(threads):
-    """{width: GFLOP/s} of bench/fma_peak.py at `threads` threads (str keys, JSON-safe), or
-    {"note": why not}."""
+    """{width: GFLOP/s} of bench/fma_peak.py at `threads` threads (str keys, JSON-safe) and the
+    others' CPU share while it ran ("others_cpu"), or {"note": why not}."""
     try:
-        return {str(w): g for w, g in fma_peak.measure(threads).items() if g is not None}
+        peak = fma_peak.measure(threads)
     except fma_peak.PeakUnavailable as e:
         return {"note": str(e)}
+    return {**{str(w): g for w, g in peak.gflops.items() if g is not None}, "others_cpu": peak.others_cpu}
 
 
 def measure_kernels(whos, threads, repeats):

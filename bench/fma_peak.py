@@ -10,6 +10,7 @@ roofline says how close a kernel is to a good GEMM library, this says how close 
 Best of `repeats` runs: machine noise only ever lowers a peak. Wall clock only.
 """
 import argparse
+import collections
 import functools
 import json
 import os
@@ -18,8 +19,15 @@ import subprocess
 import sys
 import tempfile
 
+from noise import OthersCpu
+
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fma_peak.c")
 WIDTHS = (128, 256, 512)
+NOISY = 0.05  # others' CPU share above which a peak is flagged (it is then too low)
+# gflops: {width: best GFLOP/s, or None where the CPU lacks the width}; others_cpu: the share of
+# the CPUs other processes took meanwhile (a busy machine lowers the peak, and so inflates every
+# fraction of it).
+Peak = collections.namedtuple("Peak", "gflops others_cpu")
 
 
 class PeakUnavailable(RuntimeError):
@@ -50,14 +58,15 @@ def parse(output):
 
 @functools.lru_cache(maxsize=None)
 def measure(threads, seconds=0.3, repeats=5):
-    """{width: best GFLOP/s of `threads` threads, or None where the CPU lacks the width}."""
+    """Peak of `threads` threads, measured once per process (per arguments)."""
     if threads < 1:
         raise ValueError(f"fma_peak: threads must be >= 1, got {threads}")
-    proc = subprocess.run([_binary(), str(threads), str(seconds), str(repeats)],
-                          capture_output=True, text=True)
+    binary = _binary()
+    with OthersCpu() as noise:
+        proc = subprocess.run([binary, str(threads), str(seconds), str(repeats)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise PeakUnavailable(f"fma_peak: exited {proc.returncode}: {proc.stderr.strip()}")
-    return parse(proc.stdout)
+    return Peak(parse(proc.stdout), noise.share)
 
 
 def widest(peaks):
@@ -66,13 +75,17 @@ def widest(peaks):
     return width, peaks[width]
 
 
+def noise_flag(share):
+    return f"others used {share:.0%} of the CPUs" + ("  NOISY: peak too low" if share > NOISY else "")
+
+
 def table(results):
-    """results {threads: {width: GFLOP/s or None}} -> the README-ready lines."""
-    lines = ["| threads | " + " | ".join(f"{w}-bit GFLOP/s" for w in WIDTHS) + " |",
-             "|---|" + "---|" * len(WIDTHS)]
-    for threads, peaks in results.items():
-        cells = ["unsupported" if peaks.get(w) is None else f"{peaks[w]:.1f}" for w in WIDTHS]
-        lines.append(f"| {threads} | " + " | ".join(cells) + " |")
+    """results {threads: Peak} -> the README-ready lines."""
+    lines = ["| threads | " + " | ".join(f"{w}-bit GFLOP/s" for w in WIDTHS) + " | noise |",
+             "|---|" + "---|" * (len(WIDTHS) + 1)]
+    for threads, peak in results.items():
+        cells = ["unsupported" if peak.gflops.get(w) is None else f"{peak.gflops[w]:.1f}" for w in WIDTHS]
+        lines.append(f"| {threads} | " + " | ".join(cells) + f" | {noise_flag(peak.others_cpu)} |")
     return "\n".join(lines)
 
 
@@ -91,7 +104,7 @@ def main(argv=None):
     print(table(results))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+            json.dump({t: p._asdict() for t, p in results.items()}, f, indent=1)
     return 0
 
 

@@ -61,12 +61,13 @@ def fma_fractions(gflops, num_threads):
     """extra_info entries: `gflops` over the machine's measured FMA peak at num_threads threads
     (empty, with a note, when no C compiler can build the peak benchmark)."""
     try:
-        peaks = fma_peak.measure(num_threads)
+        measured = fma_peak.measure(num_threads)
     except fma_peak.PeakUnavailable as e:
         return {"fma_peak_note": str(e)}
+    peaks = measured.gflops
     width, peak = fma_peak.widest(peaks)
     return {"fma_peak_gflops": {str(w): g for w, g in peaks.items() if g is not None},
-            "fma_peak_width": width, "fraction_of_fma_peak": round(gflops / peak, 3),
+            "fma_peak_others_cpu": round(measured.others_cpu, 3), "fma_peak_width": width, "fraction_of_fma_peak": round(gflops / peak, 3),
             "fraction_of_fma_peak_by_width": {str(w): round(gflops / g, 3) for w, g in peaks.items()
                                               if g is not None}}
 

@@ -152,3 +152,5 @@ def test_report_names_the_best_peer_and_the_fraction_of_peak():
     assert "25% of the 512-bit FMA peak (160 GFLOP/s), 49% of the 256-bit one  MISS (>= 60%)" in text
     assert "fastnn/onnxruntime   2.00x  vs onnxruntime: PASS (>= 1.5x)" in text
     assert "no FMA peak" in compare_report.peak_note(1.0, None)
+    disturbed = compare_report.peak_note(20.0, {"256": 40.0, "others_cpu": 0.5})
+    assert disturbed.startswith("20.0 GFLOP/s = 50% of the 256-bit") and "[peak: others used 50%" in disturbed

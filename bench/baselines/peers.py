@@ -8,6 +8,7 @@ A peer whose interpreter cannot import it is skipped with a one-line note, never
 Interpreters: --peer-python PEER=PATH, else $FASTNN_PEER_PYTHON_<PEER> (FASTNN_PEER_PYTHON_JAX,
 ..._ONNXRUNTIME, ..._SKLEARN), else the running one.
 """
+import functools
 import json
 import os
 import subprocess
@@ -50,6 +51,7 @@ def interpreter(peer, pythons=None):
     return (pythons or {}).get(peer) or os.environ.get(f"FASTNN_PEER_PYTHON_{peer.upper()}") or sys.executable
 
 
+@functools.lru_cache(maxsize=None)
 def availability(peer, python):
     """None when `python` can import the peer's modules, else the one-line note saying why not."""
     check = ("import importlib.util as u, sys; missing = [m for m in sys.argv[1:] if u.find_spec(m) is None]; "
@@ -154,13 +156,3 @@ class Worker:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def cpu_seconds(pid):
-    """User + system CPU seconds of a live process (0 once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
