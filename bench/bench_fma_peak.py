@@ -39,3 +39,18 @@ def test_fma_peak_table_and_errors():
     with pytest.raises(ValueError, match="threads"):
         fma_peak.measure(0)
     assert fma_peak.main(["--threads", "0"]) == 2
+
+
+def test_kernel_table_reads_pytest_benchmark_json(tmp_path):
+    import json
+    import kernel_table
+    info = {"threads": 2, "gflops": 120.0, "ratio": 1.5, "fraction_of_fma_peak": 0.375,
+            "fma_peak_width": 512, "fma_peak_others_cpu": 0.2}
+    report = {"benchmarks": [{"fullname": "bench/bench_conv.py::test_x[lenet2-2]", "extra_info": info},
+                             {"fullname": "bench/bench_pool.py::test_pool", "extra_info": {"GB/s": 3}}]}
+    path = tmp_path / "k.json"
+    path.write_text(json.dumps(report))
+    text = kernel_table.table(json.loads(path.read_text()))
+    assert "| test_x[lenet2-2] | 2 | 120.0 | 1.50 | 38% (512-bit) NOISY peak (others 20%) |" in text
+    assert "test_pool" not in text  # no GFLOP/s: a memory-bound kernel has no FMA fraction
+    assert kernel_table.main([str(tmp_path / "missing.json")]) == 2
