@@ -60,6 +60,8 @@ def set_num_threads(n):
 
 
 def get_num_threads():
+    """Threads fastnn's kernels use (set_num_threads; by default FASTNN_NUM_THREADS or the CPUs
+    this process may run on)."""
     return _num_threads
 
 

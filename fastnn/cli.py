@@ -1,4 +1,4 @@
-"""`fastnn train | evaluate | shuffle | info`: the command line.
+"""`fastnn train | evaluate | shuffle | export | info`: the command line.
 
 Bad arguments and bad data end in one line on stderr and exit code 2, never a traceback.
 """
@@ -73,6 +73,9 @@ def build_parser():
                             "the end, and on Ctrl-C)")
     train.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
                        help="steps between checkpoints (default: only at the end and on Ctrl-C)")
+    train.add_argument("--distributed", action="store_true",
+                       help="one rank of an MPI job (mpiexec -n K fastnn train --distributed ...): "
+                            "data-parallel, --batch-size is global (docs/distributed.md)")
     train.add_argument("--resume", metavar="FILE",
                        help="continue the run saved in this checkpoint: it recorded the run's "
                             "arguments, so none are needed (any given must agree); the result is "
@@ -90,6 +93,12 @@ def build_parser():
     shuffle.add_argument("--seed", type=int, default=0)
     shuffle.add_argument("--out", required=True)
     shuffle.add_argument("--memory-limit", type=_memory_size, default=64 * 2**20)
+
+    export = sub.add_parser("export", help="write a saved model as ONNX (needs fastnn[onnx])")
+    export.add_argument("model_file")
+    export.add_argument("--onnx", required=True, metavar="OUT", help="the ONNX file to write")
+    export.add_argument("--probabilities", action="store_true",
+                        help="end with the loss's softmax/sigmoid (output = predict_proba)")
 
     sub.add_parser("info", help="build flags, OpenMP, BLAS, threads")
 
@@ -111,7 +120,9 @@ def main(argv=None):
         from .commands import run
         return run(args)
     except UsageError as exc:
-        print(f"fastnn: error: {exc}", file=sys.stderr)
+        from .distributed import launcher_rank
+        if launcher_rank() == 0:  # under mpiexec every rank parsed the same arguments: say it once
+            print(f"fastnn: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("fastnn: interrupted", file=sys.stderr)

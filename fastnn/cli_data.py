@@ -112,16 +112,16 @@ def load_data(data, kind, input_shape, classes, need_train=True):
     return load_mnist(data, input_shape, need_train)
 
 
-def open_stream(stream_path, data, input_shape, batch_size, classes):
+def open_stream(stream_path, data, input_shape, batch_size, classes, shard=(0, 1)):
     """(training stream, test batches, note): both read with fixed buffers (or the .npz test
     split), so memory stays flat. The test set comes from --data, else $FASTNN_DATA, else the
-    bundled subset."""
+    bundled subset. `shard`: (rank, ranks) of a distributed run, which reads its slice."""
     from . import datasets
     from .data import IdxBatches, IdxError, ShuffledFileError, ShuffledStream, mnist_files
     layout = "flat" if len(input_shape) == 1 else "nchw"
     errors = (IdxError, ShuffledFileError, OSError, ValueError)
     try:  # the file the user named first: its error is the one to report
-        stream = ShuffledStream(stream_path, batch_size, layout=layout)
+        stream = ShuffledStream(stream_path, batch_size, layout=layout, shard=shard)
     except errors as exc:
         raise DataError(str(exc)) from None
     width = stream.layout.rows * stream.layout.cols

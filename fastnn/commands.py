@@ -26,7 +26,7 @@ def peak_rss_mb():
 
 def run(args):
     handler = {"train": train, "evaluate": evaluate, "shuffle": shuffle, "info": info,
-               "config": config}[args.command]
+               "config": config, "export": export}[args.command]
     return handler(args)
 
 
@@ -167,6 +167,27 @@ def _read_json(path):
 
 
 def train(args):
+    if not args.distributed:
+        return _train(args, None)
+    from .distributed import DistributedError, DataParallel
+    try:
+        ranks = DataParallel(threads=args.threads)
+    except ImportError as exc:
+        raise UsageError(f"--distributed: {exc}") from None
+    try:
+        return _train(args, ranks)
+    except DistributedError as exc:  # raised on every rank at the same point: exit together
+        if ranks.is_root:
+            print(f"fastnn: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:  # maybe this rank's alone, while the others wait in a collective
+        ranks.fail(f"fastnn: error: rank {ranks.rank} of {ranks.world}: {exc}", EXIT_USAGE)
+    except KeyboardInterrupt:  # a second Ctrl-C: at once, wherever each rank is
+        ranks.fail("fastnn: interrupted", EXIT_INTERRUPTED)
+
+
+def _train(args, ranks):
+    """`train`; `ranks` (a DataParallel) for --distributed: rank 0 alone prints and writes."""
     import fastnn
     from . import cli_data
     from .config import parse_fit
@@ -182,10 +203,12 @@ def train(args):
     epochs = run["epochs"] or fit["epochs"]
     batch_size = run["batch_size"] or fit["batch_size"]
     seed = fit["seed"]
-    say = (lambda *a: None) if args.quiet else (lambda text: print(text, flush=True))
+    root = ranks is None or ranks.is_root
+    say = (lambda *a: None) if args.quiet or not root else (lambda text: print(text, flush=True))
     if run["stream"] and fit["data"] in ("spiral", "twoclass"):
         raise UsageError(f"--stream is for image data, not the built-in {fit['data']} set")
-    _check_outputs(args, run)
+    if root:
+        _check_outputs(args, run)
     try:
         model = Sequential.from_config(cfg)
     except (TypeError, ValueError, MemoryError) as exc:
@@ -211,8 +234,9 @@ def train(args):
             *train_data, scale = cli_data.load_points(fit["data"], seed)
             note = f"the built-in {fit['data']} set"
         elif run["stream"]:
+            per_rank, shard = _shard(ranks, batch_size)
             stream, test, note = cli_data.open_stream(run["stream"], run["data"], model.input_shape,
-                                                      batch_size, classes)
+                                                      per_rank, classes, shard=shard)
         else:
             train_data, test, note = cli_data.load_data(run["data"], fit["data"], model.input_shape, classes)
     except cli_data.DataError as exc:
@@ -224,18 +248,35 @@ def train(args):
     start = time.perf_counter()
     try:
         history = _fit(args, model, stream, train_data, test, epochs, batch_size, fit["shuffle"], seed,
-                       callbacks, initial_state, saver)
-    except Interrupted as exc:
-        print(f"fastnn: {exc}", file=sys.stderr)
+                       callbacks, initial_state, saver, ranks)
+    except Interrupted as exc:  # in a distributed run, every rank stopped at the same step
+        if root:
+            print(f"fastnn: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED
     seconds = time.perf_counter() - start
 
+    summary = _summary(name, history, batch_size, seconds)
+    if ranks is not None:  # collective: every rank's peak memory
+        rss = ranks.comm.allgather(summary["peak_rss_mb"])
+        summary.update(peak_rss_mb=max(rss), ranks=ranks.world, peak_rss_mb_per_rank=rss)
+    if not root:
+        return 0
     _write_outputs(args, say, fit["data"], model, history, train_data, scale)
     if history.stopped_reason:
         say(f"stopped: {history.stopped_reason}")
     if args.json:
-        print(json.dumps(_summary(name, history, batch_size, seconds)))
+        print(json.dumps(summary))
     return 0
+
+
+def _shard(ranks, batch_size):
+    """(per-rank batch, shard) of --stream: the global --batch-size split over the ranks."""
+    if ranks is None:
+        return batch_size, (0, 1)
+    try:
+        return ranks.per_rank_batch("--batch-size", batch_size), ranks.shard
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _summary(name, history, batch_size, seconds):
@@ -366,19 +407,21 @@ def _checkpoint_callback(args, run):
 
 
 def _fit(args, model, stream, train_data, test, epochs, batch_size, shuffle, seed, callbacks,
-         initial_state, saver):
+         initial_state, saver, ranks):
     """fit (or continue a checkpoint): divergence, a failed checkpoint write and Ctrl-C become
     one line on stderr."""
     from .errors import TrainingDiverged
-    verbose = 0 if args.quiet else 1
+    verbose = 0 if args.quiet or (ranks is not None and not ranks.is_root) else 1
     try:
         if stream is not None:
             with stream:
                 return model.fit(stream, epochs=epochs, validation_data=test, callbacks=callbacks,
-                                 verbose=verbose, initial_state=initial_state)
+                                 verbose=verbose, initial_state=initial_state, distributed=ranks)
+        if ranks is not None:
+            _shard(ranks, batch_size)  # the same refusal as --stream's
         return model.fit(*train_data, epochs=epochs, batch_size=batch_size, validation_data=test,
                          callbacks=callbacks, shuffle=shuffle, seed=seed, verbose=verbose,
-                         initial_state=initial_state)
+                         initial_state=initial_state, distributed=ranks)
     except TrainingDiverged as exc:
         kept = f"; last good checkpoint: {saver.path}" if os.path.exists(saver.path) and \
             args.checkpoint else ""
@@ -388,7 +431,8 @@ def _fit(args, model, stream, train_data, test, epochs, batch_size, shuffle, see
         raise UsageError(f"could not write checkpoint {saver.path} ({exc.strerror or exc}); the "
                          f"previous checkpoint is unchanged; the model so far is saved in {kept}") from None
     except KeyboardInterrupt as exc:
-        if not os.path.exists(saver.path) or not str(exc).startswith("interrupted at step"):
+        saved = os.path.exists(saver.path) or (ranks is not None and not ranks.is_root)  # rank 0 saves
+        if not saved or not str(exc).startswith("interrupted at step"):
             raise
         raise Interrupted(f"{exc}; checkpoint saved to {saver.path} (continue with "
                           f"`fastnn train --resume {saver.path}`)") from None
@@ -482,6 +526,30 @@ def config(args):
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     print(json.dumps(cfg, indent=2))
+    return 0
+
+
+# -- export -------------------------------------------------------------------------------------
+def export(args):
+    """`fastnn export MODEL_FILE --onnx OUT [--probabilities]`: checks the extra and OUT before
+    reading the model, so nothing is loaded for an export that cannot be written."""
+    import fastnn
+    from .onnx import import_onnx, to_onnx
+    out = args.onnx
+    if os.path.exists(out) and os.path.exists(args.model_file) and os.path.samefile(out, args.model_file):
+        raise UsageError(f"--onnx {out} is the model file itself; choose another output file")
+    if os.path.isdir(out):
+        raise UsageError(f"--onnx {out} is a folder; give the file to write")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise UsageError(f"--onnx {out}: folder {folder} does not exist")
+    try:
+        import_onnx()
+        model = fastnn.load(args.model_file)
+        to_onnx(model, out, probabilities=args.probabilities)
+    except (ImportError, OSError, ValueError, TypeError) as exc:  # ModelFileError is a ValueError
+        raise UsageError(str(exc).replace("\n", " ")) from None
+    print(f"wrote {out} ({'probabilities' if args.probabilities else 'raw outputs'})")
     return 0
 
 

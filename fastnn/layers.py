@@ -78,6 +78,8 @@ class Layer:
         """Fill the bound parameter views with initial values."""
 
     def get_config(self):
+        """The constructor arguments as JSON-safe data: type(layer)(**layer.get_config()) is
+        the same layer, unbuilt."""
         return {}
 
     # -- buffers ------------------------------------------------------------------------------
@@ -101,6 +103,7 @@ class Layer:
         return {k: v[:n] for k, v in bufs.items()}
 
     def release_buffers(self):
+        """Drop the per-batch-size buffers (they are made again when next needed)."""
         self._buffers.clear()
 
     def _empty(self, n, shape):
@@ -108,9 +111,14 @@ class Layer:
 
     # -- passes -------------------------------------------------------------------------------
     def forward(self, x, training=True):
+        """The output for batch x (N, *input_shape): a buffer this layer owns and reuses (copy it
+        to keep it). `training`: the batch will be followed by backward."""
         raise NotImplementedError
 
     def backward(self, dy, need_dx=True):
+        """Given dy = d(loss)/d(output) of the last forward, write the parameter gradients into
+        the bound gradient views and return d(loss)/d(input) (None when not need_dx). dy may be
+        overwritten."""
         raise NotImplementedError
 
     def __repr__(self):

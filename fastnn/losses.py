@@ -57,6 +57,7 @@ class Loss:
         return _loss.count_correct(output, targets)
 
     def get_config(self):
+        """Constructor arguments as JSON-safe data (losses have none)."""
         return {}
 
 

@@ -27,7 +27,7 @@ class Sequential(Network):
     """
 
     def fit(self, x, y=None, epochs=1, batch_size=32, validation_data=None, callbacks=None,
-            shuffle=True, seed=None, verbose=1, initial_state=None):
+            shuffle=True, seed=None, verbose=1, initial_state=None, distributed=None):
         """Train; returns a History.
 
         x, y: arrays (samples first; y int class labels or float targets), or `x` a data
@@ -40,16 +40,24 @@ class Sequential(Network):
         callbacks: fastnn callbacks (EarlyStopping, Checkpoint, HistoryWriter, EpochPrinter...).
         verbose: 1 shows a progress bar on a terminal, 0 is silent.
         initial_state: what `load_checkpoint` returned, to continue that run (see `resume`).
+        distributed: a fastnn.distributed.DataParallel: train as one rank of an MPI job
+            (docs/distributed.md); batch_size is the global batch, a stream is this rank's shard.
         Raises TrainingDiverged when the loss becomes NaN or infinite; Ctrl-C stops after the
         current step when a Checkpoint callback is there to save it."""
         return loop.fit(self, x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
                         callbacks=callbacks, shuffle=shuffle, seed=seed, verbose=verbose,
-                        initial_state=initial_state)
+                        initial_state=initial_state, distributed=distributed)
 
     def save(self, path):
         """Architecture (JSON) + weights + optimizer state in one .npz file, written atomically
         (a crash leaves the old file or the new one). No pickle: read back with fastnn.load."""
         write_model(path, self)
+
+    def to_onnx(self, path, *, probabilities=False, opset=17):
+        """Export to an ONNX file for ONNX Runtime or any ONNX consumer (needs the extra:
+        pip install "fastnn[onnx]"); see fastnn.onnx.to_onnx and docs/onnx.md. Returns path."""
+        from . import onnx  # optional face: imported only when asked for
+        return onnx.to_onnx(self, path, probabilities=probabilities, opset=opset)
 
 
 def model_from_file(config, arrays, path):

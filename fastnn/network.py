@@ -143,6 +143,7 @@ class Network:
 
     @property
     def num_params(self):
+        """Number of trainable parameters (0 before the model is built)."""
         return 0 if self.input_shape is None else self.params.size
 
     def summary(self, print_fn=print):
@@ -172,18 +173,27 @@ class Network:
         for i in range(last, -1, -1):
             dy = self.layers[i].backward(dy, need_dx=i > 0)
 
-    def train_step(self, x, y):
+    def train_step(self, x, y, before_update=None):
         """One optimizer step on batch (x, y); returns the batch loss before the step and
-        leaves the batch's correct-prediction count in `last_correct`."""
-        fused = self._fused_step(x, y)
+        leaves the batch's correct-prediction count in `last_correct`.
+
+        `before_update(loss, samples, correct)` runs between the backward pass and the update,
+        on the gradients in `grads` (fastnn.distributed averages them over the ranks there).
+        It takes the layer-by-layer path: the one-call Dense step updates inside its backward."""
+        fused = self._fused_step(x, y) if before_update is None else None
         if fused is not None:
             loss, self.last_correct = fused.step(x, y, *self.optimizer.fused_args(), get_num_threads())
             return loss
+        if before_update is not None and not self.optimizer.needs_gradients:
+            raise TypeError(f"train_step: before_update needs a gradient-based optimizer, not "
+                            f"{type(self.optimizer).__name__}")
         output = self.forward(x, training=True)
         loss = self.loss(output, y)
         self.last_correct = self.loss.count_correct(output, y)
         if self.optimizer.needs_gradients:
             self.backward()
+            if before_update is not None:
+                before_update(loss, x.shape[0], self.last_correct)
             self.optimizer.step()
             return loss
         return self.optimizer.search(lambda: self.loss(self.forward(x, training=True), y), loss)
@@ -247,8 +257,9 @@ class Network:
         return x, y
 
     def _batches(self, x, y, batch_size, order=None):
-        """(xb, yb) batches in `order` (or sequence), gathered into reused staging buffers."""
-        n = x.shape[0]
+        """(xb, yb) batches in `order` (or sequence), gathered into reused staging buffers.
+        `order` may cover part of x (a distributed rank's shard of the epoch)."""
+        n = x.shape[0] if order is None else len(order)
         staging = {}
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)

@@ -107,6 +107,7 @@ class IdxReader:
         self.close()
 
     def close(self):
+        """Close the file (also at the end of a `with`)."""
         if self._file is not None:
             self._file.close()
             self._file = None

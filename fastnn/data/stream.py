@@ -119,10 +119,12 @@ class ShuffledStream:
     # -- facts ----------------------------------------------------------------------------------
     @property
     def shard_records(self):
+        """Records per epoch in this stream's shard."""
         return self.hi - self.lo
 
     @property
     def batches_per_epoch(self):
+        """Batches each epoch yields (the last may be short unless drop_last)."""
         full, rest = divmod(self.shard_records, self.batch_size)
         return full + (1 if rest and not self.drop_last else 0)
 
@@ -224,6 +226,7 @@ class ShuffledStream:
             self._reader = None
 
     def close(self):
+        """Stop the reader thread and close the file (also at the end of a `with`)."""
         """Stop the background reader (waits for it) and close the file. Idempotent."""
         self._stop_reader()
         if self._fd is not None:

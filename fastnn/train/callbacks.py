@@ -17,6 +17,9 @@ from .checkpoint import save_checkpoint
 
 
 class Callback:
+    """Base class: override the hooks you need. `self.model` and `self.state` (the run's
+    TrainState; `self.history` is its History) are set when training begins."""
+
     order = 0
     wants_deferred_interrupt = False
 
@@ -25,30 +28,34 @@ class Callback:
 
     @property
     def history(self):
+        """The run's History (what it measured so far)."""
         return self.state.history
 
     def on_train_begin(self, model, state):
+        """Before the first step (of this call to fit): the model and the run's TrainState."""
         self.model, self.state = model, state
 
     def on_interrupt(self, step):
-        pass
+        """After a Ctrl-C that fit deferred to the end of step `step`, before it stops."""
 
     def state_dict(self):
         """JSON-safe numbers a resumed run needs to behave the same (saved in checkpoints)."""
         return {}
 
     def load_state_dict(self, state):
+        """Take back what state_dict() returned (when a run resumes from a checkpoint)."""
         for key, value in state.items():
             setattr(self, key, value)
 
     def on_step_end(self, step, loss):
-        pass
+        """After each optimizer step: the global step number (from 1) and the batch loss."""
 
     def on_epoch_end(self, epoch, logs):
-        pass
+        """After each epoch: its number (from 1) and logs (train_loss, train_accuracy,
+        samples_per_second, seconds, val_loss, val_accuracy, val_correct, val_total)."""
 
     def on_train_end(self):
-        pass
+        """After the last step (also after an early stop)."""
 
 
 class ProgressBar(Callback):
@@ -78,7 +85,9 @@ class ProgressBar(Callback):
             self.bar.close()
             self.bar = None
 
-    on_train_end = lambda self: self.on_epoch_end(None, None)  # noqa: E731
+    def on_train_end(self):
+        """Close the bar of an epoch that stopped early."""
+        self.on_epoch_end(None, None)
 
 
 class EpochPrinter(Callback):
@@ -157,6 +166,7 @@ class Checkpoint(Callback):
         self.run_info = run_info
 
     def save(self):
+        """Write the checkpoint now (atomically)."""
         save_checkpoint(self.path, self.model, self.state, run_info=self.run_info)
 
     def on_step_end(self, step, loss):

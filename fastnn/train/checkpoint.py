@@ -28,14 +28,17 @@ PREFIX = "training."  # the entries of the training state's arrays
 
 
 def save_checkpoint(path, model, state, run_info=None):
-    """Write `model` and its run's TrainState to `path`, atomically."""
+    """Write `model` and its run's TrainState to `path`, atomically (only where
+    state.writes_files: rank 0 of a distributed run)."""
     arrays = {"params": model.params, **{k: v for k, v in model.optimizer.state_dict().items()
                                          if isinstance(v, np.ndarray)}}
     for name, array in arrays.items():
         if array is not None and array.dtype.kind == "f" and not np.isfinite(array).all():
             raise TrainingDiverged(f"checkpoint: {name} is not finite after step {state.global_step}; "
                                    f"kept the previous checkpoint {path}")
-    snapshot, extra = state.snapshot()
+    snapshot, extra = state.snapshot()  # collective in a distributed run: every rank takes it
+    if not state.writes_files:
+        return
     training = {"format": FORMAT, "version": VERSION, **snapshot, "run_info": run_info}
     write_model(path, model, extra_arrays={PREFIX + k: v for k, v in extra.items()},
                 extra_config={"training": training})

@@ -18,28 +18,42 @@ from .state import TrainState, plain
 
 
 def fit(model, x, y=None, *, epochs=1, batch_size=32, validation_data=None, callbacks=None,
-        shuffle=True, seed=None, verbose=1, initial_state=None):
+        shuffle=True, seed=None, verbose=1, initial_state=None, distributed=None):
     """Train `model`; returns its History. `initial_state`: (state, arrays) read from a
-    checkpoint (fastnn.model.load_checkpoint), to continue that run bit-identically."""
+    checkpoint (fastnn.model.load_checkpoint), to continue that run bit-identically.
+    `distributed`: a fastnn.distributed.DataParallel, to train as one rank of it (batch_size
+    is then the global batch; a stream must be this rank's shard)."""
     if model.loss is None or model.optimizer is None:
         raise RuntimeError("fit: the model needs a loss and an optimizer (pass them to Sequential "
                            "or call compile())")
     epochs = check.positive_int("fit", "epochs", epochs)
     callbacks = _check_callbacks(callbacks)
     validation_data = _check_validation(model, validation_data)
+    ranks = distributed
     if is_stream(x):
         if y is not None:
             raise TypeError("fit: a stream carries its own labels; y must be None")
+        if ranks is not None:
+            ranks.check_shard("fit", x.shard)
         source = StreamSource(x)
     else:
         batch_size = check.positive_int("fit", "batch_size", batch_size)
         x, y = model._check_data("fit", x, y)
-        source = ArraySource(model._batches, x, y, batch_size, shuffle, seed)
+        if ranks is None:
+            source = ArraySource(model._batches, x, y, batch_size, shuffle, seed)
+        else:  # one permutation for all ranks (one seed), each trains on its slice of it
+            seed = ranks.common_seed(seed) if shuffle else seed
+            source = ArraySource(model._batches, x, y, ranks.per_rank_batch("fit", batch_size),
+                                 shuffle, seed, shard=ranks.shard)
+    if ranks is not None:  # before step 1, on every rank: the same model, equal step counts
+        source = ranks.prepare(model, source)
     model.reserve(source.batch_size)
     callbacks.insert(0, ProgressBar(source.steps_per_epoch, verbose))
     callbacks.sort(key=lambda c: c.order)  # stable: checkpoints last, they capture the others' decisions
-    state = TrainState({"epochs": epochs, "batch_size": source.batch_size, "shuffle": bool(shuffle),
-                        "seed": plain(seed), "kind": source.kind}, source, callbacks)
+    world = 1 if ranks is None else ranks.world
+    settings = {"epochs": epochs, "batch_size": source.batch_size * world, "shuffle": bool(shuffle),
+                "seed": plain(seed), "kind": source.kind, **({"world": world} if ranks else {})}
+    state = TrainState(settings, source, callbacks, writes_files=ranks is None or ranks.is_root)
     if initial_state is not None:
         state.restore(*initial_state)
     epochs = state.fit["epochs"]
@@ -58,12 +72,14 @@ def fit(model, x, y=None, *, epochs=1, batch_size=32, validation_data=None, call
                 state.begin_epoch()
             else:  # resumed mid-epoch (or at its end, before the epoch's logs)
                 batches = iter(()) if state.stop_requested else source.continue_epoch(state.step_in_epoch)
-            _train_epoch(model, state, batches, callbacks)
+            _train_epoch(model, state, batches, callbacks, ranks)
+            interrupted = state.interrupted if ranks is None else \
+                ranks.end_epoch(model, state.interrupted, f"the end of epoch {state.epoch}")
             logs = _epoch_logs(model, state, validation_data)
             state.epoch_done = True
             for c in callbacks:
                 c.on_epoch_end(state.epoch, logs)
-            _check_interrupt(state, callbacks)
+            _check_interrupt(state, callbacks, interrupted)
     for c in callbacks:
         c.on_train_end()
     return state.history
@@ -86,16 +102,20 @@ def _check_validation(model, validation_data):
     return validation_data
 
 
-def _train_epoch(model, state, batches, callbacks):
+def _train_epoch(model, state, batches, callbacks, ranks):
     for xb, yb in batches:
-        loss = model.train_step(xb, yb)
+        if ranks is None:
+            loss, samples, correct = model.train_step(xb, yb), xb.shape[0], model.last_correct
+            interrupted = state.interrupted
+        else:  # sums over the ranks, the same on every rank: so are the decisions below
+            loss, samples, correct, interrupted = ranks.train_step(model, xb, yb, state.interrupted)
         if not np.isfinite(loss):
             raise TrainingDiverged(f"fit: loss is {loss} at step {state.global_step + 1} "
                                    f"(epoch {state.epoch}); lower the learning rate")
-        state.record_step(loss, xb.shape[0], model.last_correct)
+        state.record_step(loss, samples, correct)
         for c in callbacks:
             c.on_step_end(state.global_step, loss)
-        _check_interrupt(state, callbacks)
+        _check_interrupt(state, callbacks, interrupted)
         if state.stop_requested:
             break
 
@@ -123,9 +143,10 @@ def _epoch_logs(model, state, validation_data):
     return logs
 
 
-def _check_interrupt(state, callbacks):
-    """After a whole step (or epoch end): a deferred Ctrl-C lets callbacks save, then stops."""
-    if state.interrupted:
+def _check_interrupt(state, callbacks, interrupted):
+    """After a whole step (or epoch end): a deferred Ctrl-C lets callbacks save, then stops.
+    `interrupted`: state.interrupted, or in a distributed run whether any rank was."""
+    if interrupted:
         for c in callbacks:
             c.on_interrupt(state.global_step)
         raise KeyboardInterrupt(f"interrupted at step {state.global_step}")

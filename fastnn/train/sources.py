@@ -14,24 +14,34 @@ def is_stream(x):
 class ArraySource:
     """Epochs of in-memory arrays: each epoch reshuffles the previous permutation with one
     np.random.default_rng(seed) (as fit always has), so state = RNG state + permutation.
-    `gather(x, y, batch_size, order)` yields the batches (the model's staging buffers)."""
+    `gather(x, y, batch_size, order)` yields the batches (the model's staging buffers).
+    shard=(rank, world): this rank takes slice `rank` of `world` contiguous, disjoint slices of
+    every epoch's order (as ShuffledStream's shards; every rank must use the same seed)."""
 
     kind = "arrays"
 
-    def __init__(self, gather, x, y, batch_size, shuffle, seed):
+    def __init__(self, gather, x, y, batch_size, shuffle, seed, shard=(0, 1)):
         self.gather, self.x, self.y, self.batch_size, self.shuffle = gather, x, y, batch_size, shuffle
         self.rng = np.random.default_rng(seed)
         self.order = np.arange(x.shape[0]) if shuffle else None
-        self.steps_per_epoch = -(-x.shape[0] // batch_size)
+        rank, world = shard
+        self.lo, self.hi = x.shape[0] * rank // world, x.shape[0] * (rank + 1) // world
+        self.steps_per_epoch = -(-(self.hi - self.lo) // batch_size)
+
+    def _epoch(self):
+        if self.order is not None:
+            return self.gather(self.x, self.y, self.batch_size, self.order[self.lo:self.hi])
+        y = None if self.y is None else self.y[self.lo:self.hi]
+        return self.gather(self.x[self.lo:self.hi], y, self.batch_size, None)
 
     def next_epoch(self):
         if self.shuffle:
             self.rng.shuffle(self.order)
-        return self.gather(self.x, self.y, self.batch_size, self.order)
+        return self._epoch()
 
     def continue_epoch(self, done):
         # Gathering (not training on) the batches already done costs at most one epoch of copying.
-        return itertools.islice(self.gather(self.x, self.y, self.batch_size, self.order), done, None)
+        return itertools.islice(self._epoch(), done, None)
 
     def state(self):
         state = {"samples": int(self.x.shape[0]), "rng": self.rng.bit_generator.state}

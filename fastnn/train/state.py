@@ -29,6 +29,7 @@ class History:
         self.stopped_reason = None
 
     def as_dict(self):
+        """{key: list of values} for every measured series (KEYS)."""
         return {key: list(getattr(self, key)) for key in self.KEYS}
 
     def epoch_rows(self):
@@ -40,10 +41,12 @@ class History:
                                     for k in keys}} for i in range(count)]
 
     def save_json(self, path):
+        """Write as_dict() as JSON, atomically."""
         with atomic_write(path, "w") as f:
             json.dump(self.as_dict(), f)
 
     def save_csv(self, path):
+        """Write one CSV row per epoch (epoch_rows()), atomically."""
         rows = self.epoch_rows()
         buf = io.StringIO()
         if rows:
@@ -54,10 +57,12 @@ class History:
             f.write(buf.getvalue())
 
     def state_dict(self):
+        """JSON-safe copy of everything measured (for checkpoints)."""
         return {**{k: plain(v) for k, v in self.as_dict().items()},
                 "val_total": plain(self.val_total), "stopped_reason": self.stopped_reason}
 
     def load_state_dict(self, saved):
+        """Take back what state_dict() returned."""
         for key in self.KEYS:
             setattr(self, key, list(saved[key]))
         self.val_total, self.stopped_reason = saved["val_total"], saved["stopped_reason"]
@@ -75,10 +80,12 @@ class TrainState:
     before the first), `epoch_done`, `step_in_epoch`, `global_step`, the epoch's running sums
     (`seen`, `loss_sum`, `correct`, `seconds`), the `history`, and `data`, the source of batches
     (its position is part of the state), and the run's `callbacks` (their state is too).
-    Callbacks call `request_stop(reason)`."""
+    Callbacks call `request_stop(reason)`. `writes_files`: whether this process writes the
+    run's files (checkpoints); in a distributed run only rank 0 does."""
 
-    def __init__(self, fit, data, callbacks=()):
+    def __init__(self, fit, data, callbacks=(), writes_files=True):
         self.fit, self.data, self.callbacks = dict(fit), data, tuple(callbacks)
+        self.writes_files = writes_files
         self.history = History()
         self.epoch, self.epoch_done, self.step_in_epoch, self.global_step = 0, True, 0, 0
         self.seen, self.loss_sum, self.correct, self.seconds = 0, 0.0, 0, 0.0
@@ -89,6 +96,7 @@ class TrainState:
 
     @property
     def batch_size(self):
+        """The batch size this run trains at."""
         return self.fit["batch_size"]
 
     def request_stop(self, reason=None):
@@ -98,12 +106,14 @@ class TrainState:
             self.history.stopped_reason = reason
 
     def begin_epoch(self):
+        """The loop starts the next epoch: counters of the epoch start from zero."""
         self.epoch += 1
         self.epoch_done, self.step_in_epoch = False, 0
         self.seen, self.loss_sum, self.correct, self.seconds = 0, 0.0, 0, 0.0
         self.started = time.perf_counter()
 
     def record_step(self, loss, samples, correct):
+        """The loop finished a step on `samples` samples with batch loss `loss`."""
         self.global_step += 1
         self.step_in_epoch += 1
         self.seen += samples
@@ -112,6 +122,7 @@ class TrainState:
         self.history.step_loss.append(loss)
 
     def epoch_seconds(self):
+        """Training seconds spent in the current epoch so far."""
         return self.seconds + (0.0 if self.epoch_done else time.perf_counter() - self.started)
 
     # -- checkpoints -----------------------------------------------------------------------------
@@ -143,6 +154,11 @@ class TrainState:
             if state["fit"].get(key) != self.fit[key]:
                 raise CheckpointError(f"resume: the checkpoint was taken with {key} "
                                       f"{state['fit'].get(key)!r}, this run has {self.fit[key]!r}")
+        saved, have = state["fit"].get("world", 1), self.fit.get("world", 1)  # distributed ranks
+        if saved != have:
+            raise CheckpointError(f"resume: the checkpoint was taken by {saved} process(es) "
+                                  f"(mpiexec -n {saved}), this run has {have}; every rank's data "
+                                  f"position is in it, so resume with the same number")
         self.fit = dict(state["fit"])
         self.data.restore(state["source"], arrays)
         self.epoch, self.epoch_done = int(state["epoch"]), bool(state["epoch_done"])
@@ -154,6 +170,7 @@ class TrainState:
         self.callback_states = state.get("callbacks") or {}
 
     def restore_callbacks(self):
+        """Give the callbacks the state a checkpoint carried for them."""
         for key, c in keyed(self.callbacks):
             if key in self.callback_states:
                 c.load_state_dict(self.callback_states[key])

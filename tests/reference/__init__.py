@@ -7,3 +7,4 @@ from .pool import *  # noqa: F401,F403
 from .activation import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
+from .net import *  # noqa: F401,F403
