@@ -90,6 +90,22 @@ def test_onnxruntime_predicts_as_fastnn(name, hidden, batch, tmp_path):
     np.testing.assert_allclose(got, model.predict_raw(x), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("name,hidden,batch", TINY, ids=[t[0] for t in TINY])
+def test_own_onnx_graph_equals_fastnn_export(name, hidden, batch):
+    """The fallback graph (a peer venv with onnx, a parent without) computes what fastnn's
+    exporter's graph computes."""
+    pytest.importorskip("onnx", reason="the onnx extra is not installed")
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    from baselines import onnx_nets
+    from fastnn.onnx import to_onnx_proto
+    model = cases.fastnn_model(name, hidden=hidden)
+    x = _batches(name, batch)[0][0]
+    own = onnx_nets.Session(onnx_nets.graph_from_spec(spec_of(model), weights_of(model)), 1).predict(x)
+    exported = onnx_nets.Session(to_onnx_proto(model).SerializeToString(), 1).predict(x)
+    np.testing.assert_allclose(own, exported, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(own, model.predict_raw(x), rtol=1e-4, atol=1e-5)
+
+
 def test_jax_predicts_and_times(tmp_path):
     model = cases.fastnn_model("lenet", hidden=12)
     x = _batches("lenet", 3)[0][0]

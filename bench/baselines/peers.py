@@ -77,7 +77,7 @@ def write_spec(model, folder):
     try:
         from fastnn.onnx import to_onnx
         to_onnx(model, os.path.join(folder, "model.onnx"))
-    except ImportError:
+    except ImportError:  # no onnx here (or an older fastnn): the worker builds the graph
         pass
 
 
