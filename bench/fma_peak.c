@@ -20,50 +20,40 @@
 
 static volatile float sink;  /* keeps the accumulators observable */
 
-__attribute__((target("fma"))) static void loop128(long iters) {
-    __m128 a = _mm_set1_ps(0.999999f), b = _mm_set1_ps(1e-7f);
-    __m128 acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, acc8, acc9, acc10, acc11;
-#define INIT(i) acc##i = _mm_set1_ps((float)(i));
-#define STEP(i) acc##i = _mm_fmadd_ps(acc##i, a, b);
-#define SUM(i) s += _mm_cvtss_f32(acc##i);
-    UNROLL_FMAS(INIT)
-    for (long it = 0; it < iters; it++) { UNROLL_FMAS(STEP) }
-    float s = 0.f;
-    UNROLL_FMAS(SUM)
-    sink = s;
-}
+/* One loop per width, written once: VEC the register type; SET1, FMADD and FIRST (its
+ * intrinsics) are defined before each use. */
+#define FMA_LOOP(NAME, TARGET, VEC)                                                       \
+    __attribute__((target(TARGET))) static void NAME(long iters) {                        \
+        VEC a = SET1(0.999999f), b = SET1(1e-7f);                                         \
+        VEC acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, acc8, acc9, acc10, acc11;     \
+        UNROLL_FMAS(INIT)                                                                 \
+        for (long it = 0; it < iters; it++) { UNROLL_FMAS(STEP) }                         \
+        float s = 0.f;                                                                    \
+        UNROLL_FMAS(SUM)                                                                  \
+        sink = s;                                                                         \
+    }
+#define INIT(i) acc##i = SET1((float)(i));
+#define STEP(i) acc##i = FMADD(acc##i, a, b);
+#define SUM(i) s += FIRST(acc##i);
 
-__attribute__((target("avx2,fma"))) static void loop256(long iters) {
-    __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
-    __m256 acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, acc8, acc9, acc10, acc11;
-#undef INIT
-#undef STEP
-#undef SUM
-#define INIT(i) acc##i = _mm256_set1_ps((float)(i));
-#define STEP(i) acc##i = _mm256_fmadd_ps(acc##i, a, b);
-#define SUM(i) s += _mm256_cvtss_f32(acc##i);
-    UNROLL_FMAS(INIT)
-    for (long it = 0; it < iters; it++) { UNROLL_FMAS(STEP) }
-    float s = 0.f;
-    UNROLL_FMAS(SUM)
-    sink = s;
-}
-
-__attribute__((target("avx512f"))) static void loop512(long iters) {
-    __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
-    __m512 acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, acc8, acc9, acc10, acc11;
-#undef INIT
-#undef STEP
-#undef SUM
-#define INIT(i) acc##i = _mm512_set1_ps((float)(i));
-#define STEP(i) acc##i = _mm512_fmadd_ps(acc##i, a, b);
-#define SUM(i) s += _mm512_reduce_add_ps(acc##i);
-    UNROLL_FMAS(INIT)
-    for (long it = 0; it < iters; it++) { UNROLL_FMAS(STEP) }
-    float s = 0.f;
-    UNROLL_FMAS(SUM)
-    sink = s;
-}
+#define SET1 _mm_set1_ps
+#define FMADD _mm_fmadd_ps
+#define FIRST _mm_cvtss_f32
+FMA_LOOP(loop128, "fma", __m128)
+#undef SET1
+#undef FMADD
+#undef FIRST
+#define SET1 _mm256_set1_ps
+#define FMADD _mm256_fmadd_ps
+#define FIRST _mm256_cvtss_f32
+FMA_LOOP(loop256, "avx2,fma", __m256)
+#undef SET1
+#undef FMADD
+#undef FIRST
+#define SET1 _mm512_set1_ps
+#define FMADD _mm512_fmadd_ps
+#define FIRST _mm512_cvtss_f32
+FMA_LOOP(loop512, "avx512f", __m512)
 
 typedef struct { void (*loop)(long); long iters; } job_t;
 
