@@ -389,6 +389,10 @@ def main():
                 if not args.no_rss:
                     r["rss_mb"] = measure_rss(name, whos, threads, steps)
                 report["results"].append(r)
+                new_versions = {p: v for p, v in r["peer_versions"].items() if p not in report["versions"]}
+                if new_versions:  # each peer's versions once, as the workers report them
+                    report["versions"].update(new_versions)
+                    print("versions:", new_versions, flush=True)
                 print(table(r), flush=True)
             if not args.no_kernels:
                 report["kernels"][threads] = measure_kernels(whos, threads, args.repeats)
