@@ -292,7 +292,7 @@ class DataParallel:
                 raise DistributedError(_unequal_steps(totals[0].ending, self.world))
             self.average_gradients(model.grads, samples, totals[0].count)
 
-        model.train_step(x, y, before_update=synchronize)
+        model.train_step(x, y, before_update=synchronize, validate=False)  # fit checked the data
         t = totals[0]
         return t.loss_sum / t.count, t.count, t.correct, t.stop
 

@@ -140,7 +140,7 @@ class BinaryCrossEntropy(Loss):
         return _loss.bce_with_logits(self.grad, output, target, get_num_threads())
 
     def probabilities(self, output):
-        return 1.0 / (1.0 + np.exp(-output))
+        return np.exp(-np.logaddexp(0, -output))  # 1 / (1 + e^-x) without overflow for x << 0
 
 
 LOSSES = {cls.name: cls for cls in (SoftmaxCrossEntropy, MSE, BinaryCrossEntropy)}

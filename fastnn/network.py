@@ -161,10 +161,30 @@ class Network:
 
     # -- one batch -----------------------------------------------------------------------------
     def forward(self, x, training=False):
-        """The last layer's output for batch x (a buffer the model reuses: copy to keep it)."""
+        """The last layer's output for batch x (a buffer the model reuses: copy to keep it).
+        x of another dtype or layout is converted (predict does it in chunks)."""
+        return self._forward(self._check_batch("forward", x)[0], training)
+
+    def _forward(self, x, training):
+        # x checked by the caller: the model's dtype, C-contiguous, (N,) + input_shape
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
+
+    def _check_batch(self, who, x, y=None):
+        """(x, y) ready for the kernels; the checks of _check_data, skipped only for the exact
+        layout the kernels take (then only labels are range-checked: they index arrays)."""
+        if type(x) is not np.ndarray or x.dtype != self.dtype or not x.flags.c_contiguous \
+                or x.shape[1:] != self.input_shape or x.shape[0] == 0 or \
+                (y is not None and (type(y) is not np.ndarray or not y.flags.c_contiguous
+                                    or y.dtype.kind in "iu" and y.dtype != np.int64)):
+            x, y = self._check_data(who, x, y)
+            x = np.ascontiguousarray(x, dtype=self.dtype)
+        elif y is not None:
+            if y.shape[0] != x.shape[0]:
+                raise ValueError(f"{who}: x has {x.shape[0]} samples but y has {y.shape[0]}")
+            self.loss.check_targets(y, self.output_shape)
+        return x, y
 
     def backward(self):
         """Gradients of the last loss call into self.grads."""
@@ -173,13 +193,19 @@ class Network:
         for i in range(last, -1, -1):
             dy = self.layers[i].backward(dy, need_dx=i > 0)
 
-    def train_step(self, x, y, before_update=None):
+    def train_step(self, x, y, before_update=None, *, validate=True):
         """One optimizer step on batch (x, y); returns the batch loss before the step and
         leaves the batch's correct-prediction count in `last_correct`.
 
         `before_update(loss, samples, correct)` runs between the backward pass and the update,
         on the gradients in `grads` (fastnn.distributed averages them over the ranks there).
-        It takes the layer-by-layer path: the one-call Dense step updates inside its backward."""
+        It takes the layer-by-layer path: the one-call Dense step updates inside its backward.
+        validate=False: the caller has checked the batch (fit checks the data once, not per
+        step): x in the model's dtype, C-contiguous, labels int64 in range."""
+        if self.loss is None or self.optimizer is None:
+            raise RuntimeError("train_step: the model needs a loss and an optimizer")
+        if validate:
+            x, y = self._check_batch("train_step", x, y)
         fused = self._fused_step(x, y) if before_update is None else None
         if fused is not None:
             loss, self.last_correct = fused.step(x, y, *self.optimizer.fused_args(), get_num_threads())
@@ -187,7 +213,7 @@ class Network:
         if before_update is not None and not self.optimizer.needs_gradients:
             raise TypeError(f"train_step: before_update needs a gradient-based optimizer, not "
                             f"{type(self.optimizer).__name__}")
-        output = self.forward(x, training=True)
+        output = self._forward(x, training=True)
         loss = self.loss(output, y)
         self.last_correct = self.loss.count_correct(output, y)
         if self.optimizer.needs_gradients:
@@ -196,7 +222,7 @@ class Network:
                 before_update(loss, x.shape[0], self.last_correct)
             self.optimizer.step()
             return loss
-        return self.optimizer.search(lambda: self.loss(self.forward(x, training=True), y), loss)
+        return self.optimizer.search(lambda: self.loss(self._forward(x, training=True), y), loss)
 
     def _reset_fused_steps(self):
         """Dense stacks in float32 with a fused loss and optimizer train in one kernel call
@@ -307,8 +333,8 @@ class Network:
         with self._lock:
             if len(x) <= batch_size and x.dtype == self.dtype and x.flags.c_contiguous:
                 # One batch as given (batch-1 serving): no staging, generator or concatenate.
-                return fn(self.forward(x, training=False))
-            parts = [fn(self.forward(xb, training=False)) for xb, _ in self._batches(x, None, batch_size)]
+                return fn(self._forward(x, training=False))
+            parts = [fn(self._forward(xb, training=False)) for xb, _ in self._batches(x, None, batch_size)]
         return np.concatenate(parts)
 
     def predict(self, x, batch_size=None):
@@ -331,14 +357,21 @@ class Network:
             return self.evaluate_batches(x)
         x, y = self._check_data("evaluate", x, y)
         batch_size = self._eval_batch("evaluate", batch_size)
-        return self.evaluate_batches(self._batches(x, y, batch_size))
+        return self._evaluate(self._batches(x, y, batch_size), checked=True)
 
     def evaluate_batches(self, batches):
-        """evaluate() over an iterable of (x, y) batches."""
+        """evaluate() over an iterable of (x, y) batches (each checked like evaluate's data)."""
+        return self._evaluate(batches, checked=False)
+
+    def _evaluate(self, batches, checked):
+        if self.loss is None:
+            raise RuntimeError("evaluate: the model has no loss; pass loss= or call compile()")
         total_loss, correct, total = 0.0, 0, 0
         with self._lock:
             for xb, yb in batches:
-                out = self.forward(xb, training=False)
+                if not checked:
+                    xb, yb = self._check_batch("evaluate", xb, yb)
+                out = self._forward(xb, training=False)
                 total_loss += self.loss(out, yb) * len(xb)
                 c = self.loss.count_correct(out, yb)
                 correct = None if c is None or correct is None else correct + c

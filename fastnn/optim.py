@@ -72,13 +72,15 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """PyTorch Adam with bias correction."""
+    """PyTorch Adam with bias correction; weight_decay adds weight_decay * p to the gradient
+    (L2, as torch.optim.Adam; not AdamW's decoupled decay)."""
 
-    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         self.lr = check.finite_float("Adam", "lr", lr, minimum=0)
         self.beta1 = check.finite_float("Adam", "beta1", beta1, minimum=0)
         self.beta2 = check.finite_float("Adam", "beta2", beta2, minimum=0)
         self.eps = check.finite_float("Adam", "eps", eps, minimum=0)
+        self.weight_decay = check.finite_float("Adam", "weight_decay", weight_decay, minimum=0)
         if self.beta1 >= 1 or self.beta2 >= 1:
             raise ValueError(f"Adam: betas must be in [0, 1), got ({beta1}, {beta2})")
 
@@ -89,7 +91,7 @@ class Adam(Optimizer):
     def step(self):
         self.t += 1
         _optim.adam_update(self.params, self.grads, self.m, self.v, self.t, self.lr,
-                           self.beta1, self.beta2, self.eps, get_num_threads())
+                           self.beta1, self.beta2, self.eps, self.weight_decay, get_num_threads())
 
     def state_dict(self):
         return {"m": self.m, "v": self.v, "t": self.t}
@@ -101,10 +103,11 @@ class Adam(Optimizer):
 
     def fused_args(self):
         self.t += 1  # as step() does
-        return self.lr, 0.0, 0.0, self.beta1, self.beta2, self.eps, self.t
+        return self.lr, 0.0, self.weight_decay, self.beta1, self.beta2, self.eps, self.t
 
     def get_config(self):
-        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
+                "weight_decay": self.weight_decay}
 
 
 class RandomSearch(Optimizer):

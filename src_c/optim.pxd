@@ -7,4 +7,4 @@ cdef void sgd_update_kernel(floating[::1] param, const floating[::1] grad, float
                             int num_threads) noexcept nogil
 cdef void adam_update_kernel(floating[::1] param, const floating[::1] grad, floating[::1] m,
                              floating[::1] v, long step, double lr, double beta1, double beta2,
-                             double eps, int num_threads) noexcept nogil
+                             double eps, double weight_decay, int num_threads) noexcept nogil

@@ -30,17 +30,19 @@ cdef void sgd_update_kernel(floating[::1] param, const floating[::1] grad, float
 
 cdef void adam_update_kernel(floating[::1] param, const floating[::1] grad, floating[::1] m,
                              floating[::1] v, long step, double lr, double beta1, double beta2,
-                             double eps, int num_threads) noexcept nogil:
+                             double eps, double weight_decay, int num_threads) noexcept nogil:
     # param, grad, m, v (n,) -> param, m, v; step counts from 1  (torch.optim.Adam)
-    # m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; param -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)
+    # g = grad + wd * param; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+    # param -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)
     cdef Py_ssize_t n = param.shape[0], i
     cdef double bc1 = 1 - pow(beta1, step), bc2 = 1 - pow(beta2, step)
     cdef floating b1 = <floating>beta1, b2 = <floating>beta2, eps_ = <floating>eps, g, denom
+    cdef floating wd = <floating>weight_decay
     cdef floating step_size = <floating>(lr / bc1), inv_sqrt_bc2 = <floating>(1 / sqrt(bc2))
     if n < PARALLEL_MIN_WORK:
         num_threads = 1
     for i in prange(n, schedule='static', num_threads=num_threads):
-        g = grad[i]
+        g = grad[i] + wd * param[i]
         m[i] = b1 * m[i] + (1 - b1) * g
         v[i] = b2 * v[i] + (1 - b2) * g * g
         if floating is float:
@@ -60,6 +62,7 @@ def sgd_update(floating[::1] param, const floating[::1] grad, floating[::1] velo
 
 
 def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] m, floating[::1] v,
-                long step, double lr, double beta1, double beta2, double eps, int num_threads):
+                long step, double lr, double beta1, double beta2, double eps, double weight_decay,
+                int num_threads):
     with nogil:
-        adam_update_kernel(param, grad, m, v, step, lr, beta1, beta2, eps, num_threads)
+        adam_update_kernel(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, num_threads)

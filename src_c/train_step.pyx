@@ -170,7 +170,7 @@ cdef class DenseTrainStep:
                                   weight_decay, num_threads)
             else:
                 adam_update_kernel(self.params, self.grads, self.state1, self.state2, adam_step,
-                                   lr, beta1, beta2, eps, num_threads)
+                                   lr, beta1, beta2, eps, weight_decay, num_threads)
         return loss, correct
 
 

@@ -97,11 +97,11 @@ def test_resume_of_a_config_run_needs_only_the_checkpoint(tmp_path, capsys, blob
     assert cli(capsys, "train", "--config", path, *args, "--out", tmp_path / "full")[0] == 0
     calls, step = [], fastnn.Sequential.train_step
 
-    def crash_at_100(self, x, y):  # a crash mid-run, after the checkpoint of step 74
+    def crash_at_100(self, *args, **kwargs):  # a crash mid-run, after the checkpoint of step 74
         calls.append(1)
         if len(calls) == 100:
             raise KeyboardInterrupt("crash")
-        return step(self, x, y)
+        return step(self, *args, **kwargs)
 
     monkeypatch.setattr(fastnn.Sequential, "train_step", crash_at_100)
     ckpt = tmp_path / "c.ckpt"

@@ -275,6 +275,7 @@ def _dense_stack(loss, optimizer):
     (SoftmaxCrossEntropy, lambda: SGD(0.1), False),
     (MSE, lambda: SGD(0.5, momentum=0.9, weight_decay=1e-3), True),
     (SoftmaxCrossEntropy, lambda: Adam(0.01), True),
+    (SoftmaxCrossEntropy, lambda: Adam(0.01, weight_decay=1e-3), True),
 ])
 def test_fused_dense_step_matches_layer_by_layer(loss, optimizer, exact, num_threads, rng, threads):
     threads(num_threads)

@@ -23,7 +23,8 @@ def test_sgd_matches_pytorch_formulas_over_steps(momentum, weight_decay, shape, 
 
 
 @pytest.mark.parametrize("kwargs", [{}, dict(lr=0.01, beta1=0.5, beta2=0.9, eps=1e-6),
-                                    dict(lr=0.1, beta1=0.0, beta2=0.0)])
+                                    dict(lr=0.1, beta1=0.0, beta2=0.0),
+                                    dict(lr=0.01, weight_decay=0.05)])
 @pytest.mark.parametrize("shape", [(1,), (33,), (2, 3, 4)])
 def test_adam_matches_pytorch_formulas_over_steps(kwargs, shape, dtype, rng):
     p = rng.standard_normal(shape).astype(dtype)
@@ -98,6 +99,7 @@ def _adam(**kw):
     (_adam(beta2=-0.1), ValueError, "beta2"),
     (_adam(lr=-1), ValueError, "lr"),
     (_adam(eps=-1e-8), ValueError, "eps"),
+    (_adam(weight_decay=-1), ValueError, "weight_decay"),
     (_adam(m=np.zeros(3)), ValueError, "m"),
     (_adam(v=np.zeros(4, np.float32)), TypeError, "mixed"),
     (_adam(v=np.zeros(8)[::2]), ValueError, "contiguous"),

@@ -116,3 +116,24 @@ def test_early_stopping_state_survives_in_the_run_state():
     stop = EarlyStopping(monitor="train_loss", patience=0, min_delta=10.0)
     history = mlp().fit(x, y, epochs=5, batch_size=40, verbose=0, callbacks=[stop])
     assert len(history.epoch_train_loss) == 2 and "did not improve" in history.stopped_reason
+
+
+def test_direct_calls_check_their_batch_and_never_reach_the_kernels_with_bad_labels():
+    model = Sequential([Dense(2, "relu"), ReLU(), Dense(3)], loss=SoftmaxCrossEntropy(),
+                       optimizer=SGD(0.1), input_shape=(1,), seed=0)
+    x = np.ones((2, 1), np.float32)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):
+        model.train_step(x, np.array([0, 7]))  # the layer path indexes with labels
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):
+        model.evaluate_batches([(x, np.array([0, 9]))])
+    loss32 = model.copy().train_step(x, np.array([0, 1], np.int32))
+    assert loss32 == model.train_step(x, np.array([0, 1]))
+    assert model.forward(np.ones((2, 1))).dtype == np.float32  # converted, not a Cython error
+    assert model.forward(np.ones((4, 1), np.float32)[::2]).shape == (2, 3)
+
+
+def test_bce_probabilities_do_not_overflow():
+    from fastnn import BinaryCrossEntropy
+    with np.errstate(over="raise"):
+        p = BinaryCrossEntropy().probabilities(np.array([[-1000.0], [0.0], [1000.0]], np.float32))
+    np.testing.assert_allclose(p[:, 0], [0.0, 0.5, 1.0])

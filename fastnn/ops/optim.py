@@ -41,14 +41,15 @@ def sgd_update(param, grad, lr, momentum=0.0, velocity=None, weight_decay=0.0):
     _optim.sgd_update(p, g, vel, lr, momentum, weight_decay, get_num_threads())
 
 
-def adam_update(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+def adam_update(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
     """One torch.optim.Adam step in place on param, m and v; step counts from 1:
-    m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+    g = grad + weight_decay * param; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
     param -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps)."""
     op = "adam_update"
     step = check.positive_int(op, "step", step, minimum=1)
     lr = check.finite_float(op, "lr", lr, minimum=0)
     eps = check.finite_float(op, "eps", eps, minimum=0)
+    weight_decay = check.finite_float(op, "weight_decay", weight_decay, minimum=0)
     for name, beta in (("beta1", beta1), ("beta2", beta2)):
         if not 0 <= check.finite_float(op, name, beta) < 1:
             raise ValueError(f"{op}: {name} must be in [0, 1), got {beta!r}")
@@ -56,4 +57,5 @@ def adam_update(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e
     inplace_array(op, "m", m)
     inplace_array(op, "v", v)
     p, g, m, v = _state(op, param, grad=grad, m=m, v=v)
-    _optim.adam_update(p, g, m, v, step, lr, float(beta1), float(beta2), eps, get_num_threads())
+    _optim.adam_update(p, g, m, v, step, lr, float(beta1), float(beta2), eps, weight_decay,
+                       get_num_threads())

@@ -105,7 +105,8 @@ def _check_validation(model, validation_data):
 def _train_epoch(model, state, batches, callbacks, ranks):
     for xb, yb in batches:
         if ranks is None:
-            loss, samples, correct = model.train_step(xb, yb), xb.shape[0], model.last_correct
+            # fit checked the data once: batches come in the kernels' layout
+            loss, samples, correct = model.train_step(xb, yb, validate=False), xb.shape[0], model.last_correct
             interrupted = state.interrupted
         else:  # sums over the ranks, the same on every rank: so are the decisions below
             loss, samples, correct, interrupted = ranks.train_step(model, xb, yb, state.interrupted)
