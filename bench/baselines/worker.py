@@ -51,10 +51,12 @@ class Peer:
     """The train and infer modes of one peer; each train mode returns seconds per step."""
 
     def __init__(self, peer, name, threads, spec_dir, steps, measure_seconds):
+        # numpy (and through it, baselines) only now, after pin_threads: OpenBLAS sizes its
+        # thread pool from the environment when it loads
+        import numpy as np
         from baselines import cases
         with open(os.path.join(spec_dir, "spec.json")) as f:
             self.spec = json.load(f)
-        import numpy as np
         self.np = np
         self.weights = list(np.load(os.path.join(spec_dir, "weights.npz")).values())
         self.name, self.batch, self.threads, self.spec_dir = name, cases.WORKLOADS[name], threads, spec_dir
