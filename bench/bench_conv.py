@@ -53,17 +53,13 @@ def test_conv2d_forward_backward(benchmark, threads, shape, num_threads):
     def step():
         _conv.conv2d_forward(y, x, w, b, 1, 1, 0, 0, ws["col"], ws["tmp"], num_threads)
         _conv.conv2d_backward(dx, dw, db, dy, x, w, 1, 1, 0, 0, ws["col"], ws["tmp"], ws["dwt"],
-                              num_threads, col_ready=True)  # as a layer calls it
+                              num_threads, col_state=_conv.ColState.COL_FROM_FORWARD)  # as a layer calls it
 
     run_and_record(benchmark, step, list(gemms.values()), num_threads)
 
 
-@pytest.fixture(params=["direct", "im2col"])
-def conv_path(request):
-    """Runs a benchmark with the direct kernels enabled (the default) or forced off."""
-    previous = _conv.set_direct(request.param == "direct")
-    yield request.param
-    _conv.set_direct(previous)
+# The direct kernels where they apply (the default) or im2col + GEMM everywhere.
+CONV_PATHS = {"direct": _conv.ConvPaths.FAST_PATHS, "im2col": _conv.ConvPaths.PLAIN_PATH}
 
 
 # The two paths on the same input: where the direct kernels (fastnn_direct_conv.h) win.
@@ -71,19 +67,23 @@ def conv_path(request):
 @pytest.mark.parametrize("part", ["forward", "backward-dW", "backward"])
 @pytest.mark.parametrize("num_threads", [1, 2])
 @pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("conv_path", CONV_PATHS)
 def test_conv_direct_vs_im2col(benchmark, threads, shape, num_threads, part, conv_path):
     threads(num_threads)
+    paths = CONV_PATHS[conv_path]
     x, w, b, y, dy, ws, gemms = _setup(shape)
     dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty_like(b)
     if part == "forward":
         def run():
-            _conv.conv2d_forward(y, x, w, b, 1, 1, 0, 0, ws["col"], ws["tmp"], num_threads)
+            _conv.conv2d_forward(y, x, w, b, 1, 1, 0, 0, ws["col"], ws["tmp"], num_threads,
+                                 paths=paths)
         products = [gemms["forward"]]
     else:
         need_dx = dx if part == "backward" else None
 
-        def run():  # col_ready=False: on the direct path the forward leaves no im2col behind
+        def run():  # COL_RECOMPUTE: on the direct path the forward leaves no im2col behind
             _conv.conv2d_backward(need_dx, dw, db, dy, x, w, 1, 1, 0, 0, ws["col"], ws["tmp"],
-                                  ws["dwt"], num_threads, col_ready=False)
+                                  ws["dwt"], num_threads, col_state=_conv.ColState.COL_RECOMPUTE,
+                                  paths=paths)
         products = [gemms["dW"]] + ([gemms["dX"]] if part == "backward" else [])
     run_and_record(benchmark, run, products, num_threads)

@@ -29,12 +29,12 @@ def test_dense_forward_backward(benchmark, threads, n, i, o, num_threads):
     run_and_record(benchmark, step, gemms, num_threads)
 
 
-# The evidence for small_gemm_wins() in src_c/_blas.pxd: fastnn_small_sgemm vs OpenBLAS on the
+# The evidence for sgemm_impl() in src_c/_blas.pxd: fastnn_small_sgemm vs OpenBLAS on the
 # GEMMs of the seed workloads, same shapes and orientation, one thread. (label, ta, tb, m, n, k)
-SMALL_GEMMS = [("nielsen-forward", False, True, 10, 30, 784), ("nielsen-dW", True, False, 30, 784, 10),
-               ("nielsen100-forward", False, True, 10, 100, 784), ("nielsen100-dW", True, False, 100, 784, 10),
-               ("lenet-fc-batch1", False, True, 1, 500, 800), ("mlp-forward", False, True, 100, 50, 784),
-               ("mlp-dW", True, False, 50, 784, 100), ("spiral-forward", False, True, 30, 10, 2)]
+SMALL_GEMMS = [("nielsen-forward", "N", "T", 10, 30, 784), ("nielsen-dW", "T", "N", 30, 784, 10),
+               ("nielsen100-forward", "N", "T", 10, 100, 784), ("nielsen100-dW", "T", "N", 100, 784, 10),
+               ("lenet-fc-batch1", "N", "T", 1, 500, 800), ("mlp-forward", "N", "T", 100, 50, 784),
+               ("mlp-dW", "T", "N", 50, 784, 100), ("spiral-forward", "N", "T", 30, 10, 2)]
 
 
 @pytest.mark.benchmark(group="gemm-small")
@@ -43,8 +43,8 @@ SMALL_GEMMS = [("nielsen-forward", False, True, 10, 30, 784), ("nielsen-dW", Tru
 def test_gemm_small_vs_openblas(benchmark, threads, impl, label, ta, tb, m, n, k):
     threads(1)
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
-    b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
+    a = rng.standard_normal((k, m) if ta == "T" else (m, k), dtype=np.float32)
+    b = rng.standard_normal((n, k) if tb == "T" else (k, n), dtype=np.float32)
     c = np.empty((m, n), np.float32)
     benchmark.pedantic(_dense.sgemm, args=(ta, tb, 1.0, a, b, 0.0, c, impl),
                        rounds=200, warmup_rounds=20, iterations=10)
@@ -53,20 +53,13 @@ def test_gemm_small_vs_openblas(benchmark, threads, impl, label, ta, tb, m, n, k
         benchmark.extra_info.update(gflops=round(gflops, 1), **fma_fractions(gflops, 1))
 
 
-@pytest.fixture(params=[True, False], ids=["skip", "full"])
-def skip_zero_columns(request):
-    from fastnn import _train_step
-    previous = _train_step.set_skip_zero_columns(request.param)
-    yield request.param
-    _train_step.set_skip_zero_columns(previous)
-
-
 # The mlp preset's one-call train step on real MNIST batches (the bundled subset), with its first
 # layer skipping the batch's all-zero input columns (src_c/train_step.pyx) or not.
 @pytest.mark.benchmark(group="skip-zero-columns")
 @pytest.mark.parametrize("num_threads", [1, 2])
 @pytest.mark.parametrize("preset,batch", [("mlp", 100), ("nielsen", 10)])
-def test_skip_zero_columns(benchmark, threads, num_threads, preset, batch, skip_zero_columns):
+@pytest.mark.parametrize("columns", ["skip-zero", "all"], ids=["skip", "full"])
+def test_skip_zero_columns(benchmark, threads, num_threads, preset, batch, columns):
     from fastnn import datasets, zoo
     threads(num_threads)
     (x, y), _ = datasets.mnist_subset()
@@ -75,7 +68,9 @@ def test_skip_zero_columns(benchmark, threads, num_threads, preset, batch, skip_
     y = y[:batch * 20].astype(np.int64)
     model = zoo.get(preset).build(seed=0)
     batches = [(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)]
-    state = {"i": 0}
+    model.train_step(*batches[0])  # makes the one-call step's plan for this batch size
+    model._fused_steps[batch].columns = columns  # DenseTrainStep's option (src_c/train_step.pyx)
+    state = {"i": 1}
 
     def step():
         xb, yb = batches[state["i"] % len(batches)]

@@ -1,4 +1,5 @@
 """fastnn: neural networks with Cython + OpenMP kernels for small CPU-only machines."""
+from . import _openmp_env  # first: sets OpenMP's wait policy before any kernel loads libgomp
 from ._runtime import get_num_threads, info, set_num_threads
 from . import ops
 from .errors import CheckpointError, ConfigError, ModelFileError, TrainingDiverged

@@ -8,13 +8,17 @@ Threads: fastnn's OpenBLAS always runs on one thread; kernels split their GEMMs 
 threads (gemm_parallel in src_c/_blas.pxd). One pool, so threads never multiply, and no second
 pool spins on the cores OpenMP needs (measured on LeNet: OpenBLAS threads + OpenMP threads made
 a 2-thread step 4x slower than a 1-thread one). numpy's own BLAS is left alone.
+
+Default thread count: $FASTNN_NUM_THREADS, else $OMP_NUM_THREADS, else the usable cores shared
+by the MPI ranks on this host (MPICH's MPI_LOCALNRANKS, Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE):
+two ranks on 2 cores get 1 thread each instead of 4 threads fighting for 2 cores.
 """
 import ctypes
 import os
 
 import scipy_openblas32
 
-from . import _conv, _dense, _runtime_c
+from . import _conv, _dense, _openmp_env, _runtime_c
 
 _BLAS_USERS = (_dense, _conv)
 
@@ -38,8 +42,11 @@ _blas.scipy_openblas_set_num_threads(1)
 _num_threads = 1
 
 
-def _default_threads():
-    env = os.environ.get("FASTNN_NUM_THREADS")
+_LOCAL_RANKS = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")  # MPICH, Open MPI
+
+
+def _default_threads(environ=os.environ):
+    env = environ.get("FASTNN_NUM_THREADS")
     if env is not None:
         try:
             value = int(env)
@@ -48,7 +55,22 @@ def _default_threads():
         if value < 1:
             raise ValueError(f"FASTNN_NUM_THREADS must be a positive integer, got {env!r}")
         return value
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    omp = _positive_int(environ.get("OMP_NUM_THREADS", "").split(",")[0])  # "4,2": nested levels
+    if omp:
+        return omp
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    ranks = next((n for n in map(_positive_int, map(environ.get, _LOCAL_RANKS)) if n), 1)
+    return max(1, cores // ranks)
+
+
+def _positive_int(text):
+    """int(text) when it is a positive integer, else None (other programs' variables: a bad
+    value is theirs to report, not a reason for `import fastnn` to fail)."""
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 else None
 
 
 def set_num_threads(n):
@@ -78,6 +100,9 @@ def info():
         "small_gemm_simd": _dense.small_gemm_simd(),  # fastnn_small_gemm.h's build picked here
         "direct_conv_simd": _conv.direct_simd(),  # fastnn_direct_conv.h's
         "num_threads": _num_threads,
+        # The wait policy libgomp started with, and whether fastnn chose it (_openmp_env).
+        "openmp_wait_policy": {name: os.environ.get(name) for name in _openmp_env.USER_KNOBS},
+        "openmp_wait_policy_source": "fastnn default" if _openmp_env.APPLIED else "user",
     }
 
 

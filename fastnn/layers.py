@@ -270,7 +270,7 @@ class Conv2D(Layer):
         # backward skips recomputing it.
         self._backward_kernel(dx, self.grads["w"], self.grads["b"], dy, self.x, self.params["w"],
                               *self.stride, *self.padding, ws["col"], ws["tmp"], ws["dwt"],
-                              get_num_threads(), True)
+                              get_num_threads(), _conv.ColState.COL_FROM_FORWARD)
         return dx
 
 

@@ -208,7 +208,7 @@ class Network:
             x, y = self._check_batch("train_step", x, y)
         fused = self._fused_step(x, y) if before_update is None else None
         if fused is not None:
-            loss, self.last_correct = fused.step(x, y, *self.optimizer.fused_args(), get_num_threads())
+            loss, self.last_correct = fused.step(x, y, *self.optimizer.start_step(), get_num_threads())
             return loss
         if before_update is not None and not self.optimizer.needs_gradients:
             raise TypeError(f"train_step: before_update needs a gradient-based optimizer, not "
@@ -229,7 +229,7 @@ class Network:
         (fastnn._train_step): decided here, once; plans are made per batch size."""
         eligible = (self.dtype == np.float32 and all(type(layer) is Dense for layer in self.layers)
                     and self.loss is not None and self.loss.name in _train_step.LOSS_KINDS
-                    and getattr(self.optimizer, "fused_kind", None) in _train_step.OPTIMIZER_KINDS)
+                    and self.optimizer is not None and self.optimizer.fused_kind in _train_step.OPTIMIZER_KINDS)
         self._fused_steps = {} if eligible else None
 
     def _fused_step(self, x, y):
@@ -241,7 +241,7 @@ class Network:
             return None
         n = x.shape[0]
         step = steps.get(n)
-        if step is None:
+        if step is None or not step.uses_state(*self.optimizer.fused_state()):  # momentum set later: new velocity
             if len(steps) >= 2:  # the training batch and an epoch's short last one
                 steps.clear()
             buffers = [_train_step.DenseBuffers(layer.buffers(n)["y"], layer.buffers(n)["dx"] if i else None,

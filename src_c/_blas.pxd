@@ -4,6 +4,7 @@
 # gemm_parallel(), so OpenMP is the only thread pool and threads never multiply.
 from cython cimport floating
 from cython.parallel cimport prange
+from _parallel cimport GEMM_PARALLEL_MIN_WORK
 
 cdef extern from "fastnn_blas.h" nogil:
     ctypedef void (*fastnn_sgemm_t)(int, int, int, int, int, int, float, const float*, int,
@@ -23,41 +24,60 @@ cdef extern from "fastnn_small_gemm.h" nogil:
                             float* c, int ldc)
     int fastnn_small_gemm_avx2()
 
-cdef inline bint small_gemm_wins(bint trans_a, bint trans_b, int m, int n, int k) noexcept nogil:
-    # Where fastnn_small_sgemm beat OpenBLAS in bench/bench_dense.py (group "gemm-small"): the
-    # dense forward x @ w.T at batch <= 32 with long rows (Nielsen's 10x784x30: 2-2.6x; batch-1
-    # inference 2.5-6x), and dW = dy^T @ x at batch <= 32 with wide inputs (1.05-1.35x). Tiny
-    # and tall products stay with OpenBLAS, whose fixed cost is lower there.
-    if trans_b and not trans_a:
-        return m <= 32 and k >= 64
-    if trans_a and not trans_b:
-        return k <= 32 and n >= 256
-    return False
+cdef enum Transpose:
+    # op(A) in gemm(): A as stored or its transpose (fastnn_small_sgemm's 0/1 flag values)
+    NO_TRANS = 0
+    TRANS = 1
+
+cdef enum GemmImpl:
+    GEMM_BLAS = 0   # the plain path: OpenBLAS, every shape and both dtypes
+    GEMM_SMALL = 1  # fastnn_small_gemm.h: float32, no (TRANS, TRANS) form
 
 
-cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
+cdef inline GemmImpl sgemm_impl(Transpose trans_a, Transpose trans_b, int m, int n, int k) noexcept nogil:
+    # The one place a float32 GEMM picks its implementation. GEMM_SMALL where it beat OpenBLAS
+    # in bench/bench_dense.py (group "gemm-small"): the dense forward x @ w.T at batch <= 32
+    # with long rows (Nielsen's 10x784x30: 2-2.6x; batch-1 inference 2.5-6x), and dW = dy^T @ x
+    # at batch <= 32 with wide inputs (1.05-1.35x). Tiny and tall products stay with OpenBLAS,
+    # whose fixed cost is lower there. tests/test_dense.py holds the two equal within rounding.
+    if trans_a == NO_TRANS and trans_b == TRANS and m <= 32 and k >= 64:
+        return GEMM_SMALL
+    if trans_a == TRANS and trans_b == NO_TRANS and k <= 32 and n >= 256:
+        return GEMM_SMALL
+    return GEMM_BLAS
+
+
+cdef inline void sgemm_by(GemmImpl impl, Transpose trans_a, Transpose trans_b, int m, int n, int k,
+                          float alpha, const float* a, int lda, const float* b, int ldb,
+                          float beta, float* c, int ldc) noexcept nogil:
+    # The float32 GEMM by the given implementation: the small kernel beside the plain OpenBLAS call.
+    if impl == GEMM_SMALL:
+        fastnn_small_sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    else:
+        fastnn_sgemm_ptr(FASTNN_ROW_MAJOR, FASTNN_TRANS if trans_a == TRANS else FASTNN_NO_TRANS,
+                         FASTNN_TRANS if trans_b == TRANS else FASTNN_NO_TRANS,
+                         m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+
+
+cdef inline void gemm(Transpose trans_a, Transpose trans_b, int m, int n, int k,
                       floating alpha, const floating* a, int lda,
                       const floating* b, int ldb,
                       floating beta, floating* c, int ldc) noexcept nogil:
-    cdef int ta = FASTNN_TRANS if trans_a else FASTNN_NO_TRANS
-    cdef int tb = FASTNN_TRANS if trans_b else FASTNN_NO_TRANS
     if floating is float:
-        if small_gemm_wins(trans_a, trans_b, m, n, k):
-            fastnn_small_sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-        else:
-            fastnn_sgemm_ptr(FASTNN_ROW_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        sgemm_by(sgemm_impl(trans_a, trans_b, m, n, k), trans_a, trans_b, m, n, k,
+                 alpha, a, lda, b, ldb, beta, c, ldc)
     else:
-        fastnn_dgemm_ptr(FASTNN_ROW_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        fastnn_dgemm_ptr(FASTNN_ROW_MAJOR, FASTNN_TRANS if trans_a == TRANS else FASTNN_NO_TRANS,
+                         FASTNN_TRANS if trans_b == TRANS else FASTNN_NO_TRANS,
+                         m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
 
 cdef enum:
-    # Below this many multiply-adds a GEMM runs on one thread: splitting costs more than it gives.
-    GEMM_PARALLEL_MIN_WORK = 1 << 18
     # Column blocks are multiples of this, so every thread's block stays SIMD-aligned.
     GEMM_BLOCK_ALIGN = 16
 
 
-cdef inline void gemm_parallel(bint trans_a, bint trans_b, int m, int n, int k,
+cdef inline void gemm_parallel(Transpose trans_a, Transpose trans_b, int m, int n, int k,
                                floating alpha, const floating* a, int lda,
                                const floating* b, int ldb,
                                floating beta, floating* c, int ldc, int num_threads) noexcept nogil:
@@ -78,12 +98,12 @@ cdef inline void gemm_parallel(bint trans_a, bint trans_b, int m, int n, int k,
             hi = min(n, lo + step)
             if lo < hi:
                 gemm(trans_a, trans_b, m, hi - lo, k, alpha, a, lda,
-                     b + (lo * ldb if trans_b else lo), ldb, beta, c + lo, ldc)
+                     b + (lo * ldb if trans_b == TRANS else lo), ldb, beta, c + lo, ldc)
     else:  # split C's rows: op(A)'s rows
         step = (m + parts - 1) // parts
         for p in prange(parts, schedule='static', num_threads=parts):
             lo = p * step
             hi = min(m, lo + step)
             if lo < hi:
-                gemm(trans_a, trans_b, hi - lo, n, k, alpha, a + (lo if trans_a else lo * lda), lda,
+                gemm(trans_a, trans_b, hi - lo, n, k, alpha, a + (lo if trans_a == TRANS else lo * lda), lda,
                      b, ldb, beta, c + lo * ldc, ldc)

@@ -3,14 +3,7 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from _elementwise cimport sigmoid_of, tanh_of
-
-# Elements below which threads cost more than they give (pytorch#144633).
-cdef enum:
-    PARALLEL_MIN_WORK = 65536
-
-
-cdef inline int _threads(Py_ssize_t n, int num_threads) noexcept nogil:
-    return 1 if n < PARALLEL_MIN_WORK else num_threads
+from _parallel cimport threads_for_stream
 
 
 cdef void relu_forward_kernel(floating[::1] y, const floating[::1] x, int num_threads) noexcept nogil:
@@ -19,7 +12,7 @@ cdef void relu_forward_kernel(floating[::1] y, const floating[::1] x, int num_th
     cdef floating* yp = &y[0]
     cdef const floating* xp = &x[0]
     # Branch-free so gcc vectorises it: a branch on the sign mispredicts half the time.
-    for i in prange(n, schedule='static', num_threads=_threads(n, num_threads)):
+    for i in prange(n, schedule='static', num_threads=threads_for_stream(n, num_threads)):
         yp[i] = xp[i] * (xp[i] > 0)
 
 
@@ -31,7 +24,7 @@ cdef void relu_backward_kernel(floating[::1] dx, const floating[::1] dy, const f
     cdef const floating* dyp = &dy[0]
     cdef const floating* yp = &y[0]
     # Branch-free (see relu_forward_kernel).
-    for i in prange(n, schedule='static', num_threads=_threads(n, num_threads)):
+    for i in prange(n, schedule='static', num_threads=threads_for_stream(n, num_threads)):
         dxp[i] = dyp[i] * (yp[i] > 0)
 
 
@@ -40,7 +33,7 @@ cdef void sigmoid_forward_kernel(floating[::1] y, const floating[::1] x, int num
     cdef Py_ssize_t n = x.shape[0], i
     cdef floating* yp = &y[0]
     cdef const floating* xp = &x[0]
-    for i in prange(n, schedule='static', num_threads=_threads(n, num_threads)):
+    for i in prange(n, schedule='static', num_threads=threads_for_stream(n, num_threads)):
         yp[i] = sigmoid_of(xp[i])
 
 
@@ -51,7 +44,7 @@ cdef void sigmoid_backward_kernel(floating[::1] dx, const floating[::1] dy, cons
     cdef floating* dxp = &dx[0]
     cdef const floating* dyp = &dy[0]
     cdef const floating* yp = &y[0]
-    for i in prange(n, schedule='static', num_threads=_threads(n, num_threads)):
+    for i in prange(n, schedule='static', num_threads=threads_for_stream(n, num_threads)):
         dxp[i] = dyp[i] * yp[i] * (1 - yp[i])
 
 
@@ -60,7 +53,7 @@ cdef void tanh_forward_kernel(floating[::1] y, const floating[::1] x, int num_th
     cdef Py_ssize_t n = x.shape[0], i
     cdef floating* yp = &y[0]
     cdef const floating* xp = &x[0]
-    for i in prange(n, schedule='static', num_threads=_threads(n, num_threads)):
+    for i in prange(n, schedule='static', num_threads=threads_for_stream(n, num_threads)):
         yp[i] = tanh_of(xp[i])
 
 
@@ -71,7 +64,7 @@ cdef void tanh_backward_kernel(floating[::1] dx, const floating[::1] dy, const f
     cdef floating* dxp = &dx[0]
     cdef const floating* dyp = &dy[0]
     cdef const floating* yp = &y[0]
-    for i in prange(n, schedule='static', num_threads=_threads(n, num_threads)):
+    for i in prange(n, schedule='static', num_threads=threads_for_stream(n, num_threads)):
         dxp[i] = dyp[i] * (1 - yp[i] * yp[i])
 
 

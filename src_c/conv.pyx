@@ -1,14 +1,19 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-# conv2d kernels. The general path: im2col of the whole batch (prange over col rows), ONE GEMM
-# per product (gemm_parallel: single-threaded OpenBLAS blocks over the OpenMP pool), race-free
-# prange passes; one big GEMM beats N per-sample GEMMs at LeNet sizes, where a per-sample GEMM
-# is too small for OpenBLAS to thread or block well. The direct path (float32, stride 1, no
-# padding, Q >= 8; fastnn_direct_conv.h) skips im2col, dcol and col2im altogether: LeNet's
-# conv2 forward 1.6x, backward 1.2-1.4x faster (bench/bench_conv.py, group "conv-direct").
+# conv2d kernels. Each op is a dispatch (conv2d_forward_algo, conv2d_backward_plan: the one
+# place an algorithm is chosen) over named pieces, each fast piece beside the plain one it must
+# equal (tests/test_conv_direct.py holds them equal).
+# The plain path: im2col of the whole batch (prange over col rows), ONE GEMM per product
+# (gemm_parallel: single-threaded OpenBLAS blocks over the OpenMP pool), race-free prange
+# passes; one big GEMM beats N per-sample GEMMs at LeNet sizes, where a per-sample GEMM is too
+# small for OpenBLAS to thread or block well. The direct path (float32, stride 1, no padding,
+# Q >= 8; fastnn_direct_conv.h) skips im2col, dcol and col2im altogether: LeNet's conv2
+# forward 1.6x, backward 1.2-1.4x faster (bench/bench_conv.py, group "conv-direct").
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memcpy, memset
-from _blas cimport gemm_parallel, fastnn_bind_gemm
+from _blas cimport gemm_parallel, fastnn_bind_gemm, TRANS, NO_TRANS
+from _options cimport DxMode, DX_SKIP, DX_COMPUTE
+from _parallel cimport threads_for
 
 include "_bind.pxi"
 
@@ -16,6 +21,7 @@ cdef extern from "fastnn_direct_conv.h" nogil:
     ctypedef struct fastnn_dconv_geom:
         long C, H, W, K, R, S, P, Q
     int FASTNN_DCONV_FWD_KB, FASTNN_DCONV_DW_KB, FASTNN_DCONV_DW_TB
+    int FASTNN_DCONV_DW_STORE, FASTNN_DCONV_DW_ADD
     void fastnn_dconv_forward(const fastnn_dconv_geom* g, float* y, const float* x,
                               const float* w, const float* b, long k0, int kb)
     void fastnn_dconv_dw(const fastnn_dconv_geom* g, float* dw, const float* dy, const float* x,
@@ -24,144 +30,110 @@ cdef extern from "fastnn_direct_conv.h" nogil:
                          long c)
     int fastnn_dconv_avx2()
 
-# Direct convolution (fastnn_direct_conv.h) for float32, stride 1, no padding, Q >= 8; the
-# im2col + GEMM path otherwise. A switch so tests and benchmarks can run both on one input.
-cdef bint _direct_enabled = True
-# Direct dW sums over samples in chunks whose x and dy fit in L2 (bench/bench_conv.py, "conv-direct").
 cdef enum:
+    # Direct dW sums over samples in chunks whose x and dy fit in L2 (bench/bench_conv.py, "conv-direct").
     DIRECT_DW_CHUNK_BYTES = 524288
+    # The direct dW's tiles sum over N*P*Q; below this, their set-up and lane reductions cost
+    # more than im2col + OpenBLAS (LeNet conv2: 188 vs 68 us at batch 1, 398 vs 420 at 8).
     DIRECT_DW_MIN_SUM = 512
 
-# Elements touched by a pass below which threads cost more than they give (pytorch#144633).
-cdef enum:
-    PARALLEL_MIN_WORK = 32768
-
-cdef struct Geom:
-    Py_ssize_t N, C, H, W, K, R, S, P, Q
-    Py_ssize_t sh, sw, ph, pw
+include "conv_im2col.pxi"
 
 
-cdef inline Geom _geom(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
-                       Py_ssize_t P, Py_ssize_t Q, int sh, int sw, int ph, int pw) noexcept nogil:
-    cdef Geom g
-    g.N, g.C, g.H, g.W = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
-    g.K, g.R, g.S = w.shape[0], w.shape[2], w.shape[3]
-    g.P, g.Q, g.sh, g.sw, g.ph, g.pw = P, Q, sh, sw, ph, pw
-    return g
-
-
-cdef inline int _threads(Py_ssize_t work, int num_threads) noexcept nogil:
-    return num_threads if work >= PARALLEL_MIN_WORK else 1
-
-
-cdef inline void _q_range(const Geom* g, Py_ssize_t s, Py_ssize_t* q0, Py_ssize_t* q1) noexcept nogil:
-    # Output columns q whose input column q*sw - pw + s lies inside [0, W): q in [q0, q1).
-    cdef Py_ssize_t lo = g.pw - s, hi = g.W - 1 + g.pw - s
-    q0[0] = 0 if lo <= 0 else (lo + g.sw - 1) // g.sw
-    q1[0] = 0 if hi < 0 else min(g.Q, hi // g.sw + 1)
-    if q1[0] < q0[0]:
-        q1[0] = q0[0]
-
-
-cdef void _im2col_row(floating* dst, const floating* x, Py_ssize_t row, const Geom* g) noexcept nogil:
-    # row (c, r, s) of col (C*R*S, N*P*Q): x[n, c, p*sh - ph + r, q*sw - pw + s], 0 in the padding
-    cdef Py_ssize_t RS = g.R * g.S, c = row // RS, r = (row // g.S) % g.R, s = row % g.S
-    cdef Py_ssize_t n, p, q, h, off, q0, q1
-    cdef floating* d
-    cdef const floating* src
-    if g.ph == 0 and g.pw == 0 and g.sh == 1 and g.sw == 1:
-        # LeNet's case: every window row is inside x, so each (n, p) is a plain copy of Q
-        # values; without the bounds and padding logic per 8-value row (conv2), im2col ran 2x faster.
-        for n in range(g.N):
-            src = x + ((n * g.C + c) * g.H + r) * g.W + s
-            d = dst + n * g.P * g.Q
-            for p in range(g.P):
-                for q in range(g.Q):
-                    d[p * g.Q + q] = src[p * g.W + q]
-        return
-    _q_range(g, s, &q0, &q1)
-    for n in range(g.N):
-        src = x + (n * g.C + c) * g.H * g.W
-        for p in range(g.P):
-            d = dst + (n * g.P + p) * g.Q
-            h = p * g.sh - g.ph + r
-            if h < 0 or h >= g.H:
-                for q in range(g.Q):
-                    d[q] = 0
-                continue
-            off = h * g.W - g.pw + s
-            for q in range(q0):
-                d[q] = 0
-            if g.sw == 1:  # rows are short (Q ~ 8-24): a loop beats a memcpy call
-                for q in range(q0, q1):
-                    d[q] = src[off + q]
-            else:
-                for q in range(q0, q1):
-                    d[q] = src[off + q * g.sw]
-            for q in range(q1, g.Q):
-                d[q] = 0
-
-
-cdef void _col2im_plane(floating* dx, const floating* col, Py_ssize_t n, Py_ssize_t c,
-                        const Geom* g) noexcept nogil:
-    # dx[n, c] (H, W) = sum over (r, s, p, q) of col rows (c, r, s): the adjoint of _im2col_row
-    cdef Py_ssize_t NPQ = g.N * g.P * g.Q, r, s, p, q, h, off, q0, q1
-    cdef const floating* src
-    memset(dx, 0, g.H * g.W * sizeof(floating))
-    if g.ph == 0 and g.pw == 0 and g.sh == 1 and g.sw == 1:
-        # No padding, stride 1 (LeNet): no bounds per row; the same additions in the same order.
-        for r in range(g.R):
-            for s in range(g.S):
-                src = col + ((c * g.R + r) * g.S + s) * NPQ + n * g.P * g.Q
-                for p in range(g.P):
-                    for q in range(g.Q):
-                        dx[(p + r) * g.W + s + q] += src[p * g.Q + q]
-        return
-    for r in range(g.R):
-        for s in range(g.S):
-            _q_range(g, s, &q0, &q1)
-            for p in range(g.P):
-                h = p * g.sh - g.ph + r
-                if h < 0 or h >= g.H:
-                    continue
-                src = col + ((c * g.R + r) * g.S + s) * NPQ + (n * g.P + p) * g.Q
-                off = h * g.W - g.pw + s
-                if g.sw == 1:
-                    for q in range(q0, q1):
-                        dx[off + q] += src[q]
-                else:
-                    for q in range(q0, q1):
-                        dx[off + q * g.sw] += src[q]
-
-
-cdef inline floating _sum(const floating* a, Py_ssize_t n) noexcept nogil:
-    # 8 independent partial sums: vectorises without -ffast-math and halves rounding error.
-    cdef floating acc[8]
-    cdef Py_ssize_t i, j, n8 = n - n % 8
-    for j in range(8):
-        acc[j] = 0
-    for i in range(0, n8, 8):
-        for j in range(8):
-            acc[j] += a[i + j]
-    for i in range(n8, n):
-        acc[0] += a[i]
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
-
-
-cdef inline bint _direct_ok(const Geom* g) noexcept nogil:
+# -- the dispatch: which algorithm computes each piece (docs/kernels.md states these rules) --
+cdef inline bint _direct_applies(const Geom* g, bint float32) noexcept nogil:
     # Only where the AVX2+FMA build runs: the baseline (SSE2) build of the 8-wide tiles
     # measured 4-40x slower than there, far behind im2col + OpenBLAS.
-    return (_direct_enabled and g.sh == 1 and g.sw == 1 and g.ph == 0 and g.pw == 0
-            and g.Q >= 8 and fastnn_dconv_avx2())
+    return (float32 and g.sh == 1 and g.sw == 1 and g.ph == 0 and g.pw == 0 and g.Q >= 8
+            and fastnn_dconv_avx2())
 
 
+cdef ConvAlgo conv2d_forward_algo(const Geom* g, bint float32, ConvPaths paths) noexcept nogil:
+    if paths == FAST_PATHS and _direct_applies(g, float32):
+        return ALGO_DIRECT
+    return ALGO_IM2COL
+
+
+cdef struct BackwardPlan:
+    ConvAlgo dw        # ALGO_DIRECT or ALGO_IM2COL
+    ConvAlgo dx        # ALGO_DIRECT, ALGO_IM2COL (reads the tmp that the GEMM dW fills) or ALGO_NONE
+    ColState col       # COL_FROM_FORWARD: the GEMM dW may skip im2col
+
+
+cdef BackwardPlan conv2d_backward_plan(const Geom* g, bint float32, ConvPaths paths,
+                                       DxMode dx_mode, ColState col_state) noexcept nogil:
+    cdef BackwardPlan plan
+    cdef bint direct = paths == FAST_PATHS and _direct_applies(g, float32)
+    plan.dw = ALGO_DIRECT if direct and g.N * g.P * g.Q >= DIRECT_DW_MIN_SUM else ALGO_IM2COL
+    # The direct dX reads only dy and w, so it pairs with either dW; col2im's dX reads the tmp
+    # that the GEMM dW fills, and runs only where direct is False, so dW is ALGO_IM2COL too.
+    plan.dx = ALGO_NONE if dx_mode == DX_SKIP else (ALGO_DIRECT if direct else ALGO_IM2COL)
+    # Where the forward may have run direct, col was never filled, whatever the caller says.
+    plan.col = COL_RECOMPUTE if _direct_applies(g, float32) else col_state
+    return plan
+
+
+# -- forward pieces: y (N, K, P, Q) = conv(x, w) + b --
 cdef inline fastnn_dconv_geom _dgeom(const Geom* g) noexcept nogil:
     cdef fastnn_dconv_geom d
     d.C, d.H, d.W, d.K, d.R, d.S, d.P, d.Q = g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q
     return d
 
 
-cdef void _direct_dw(float* dw, const float* dy, const float* x, const Geom* g,
+cdef void _forward_direct(float* y, const float* x, const float* w, const float* b, const Geom* g,
+                          int num_threads) noexcept nogil:
+    # One unit = one sample x FWD_KB filters, written by one thread (fastnn_direct_conv.h).
+    cdef fastnn_dconv_geom dg = _dgeom(g)
+    cdef Py_ssize_t k_blocks = (g.K + FASTNN_DCONV_FWD_KB - 1) // FASTNN_DCONV_FWD_KB, unit, n, k
+    cdef Py_ssize_t CRS = g.C * g.R * g.S, PQ = g.P * g.Q
+    for unit in prange(g.N * k_blocks, schedule='static',
+                       num_threads=threads_for(g.K * CRS * PQ * g.N // 8, num_threads)):
+        n = unit // k_blocks
+        k = (unit % k_blocks) * FASTNN_DCONV_FWD_KB
+        fastnn_dconv_forward(&dg, y + n * g.K * PQ, x + n * g.C * g.H * g.W, w, b, k,
+                             <int>min(g.K - k, <Py_ssize_t>FASTNN_DCONV_FWD_KB))
+
+
+cdef void _im2col(floating* col, const floating* x, const Geom* g, int num_threads) noexcept nogil:
+    # col (CRS, NPQ) = im2col(x), one row per iteration
+    cdef Py_ssize_t CRS = g.C * g.R * g.S, NPQ = g.N * g.P * g.Q, row
+    for row in prange(CRS, schedule='static', num_threads=threads_for(CRS * NPQ, num_threads)):
+        _im2col_row(col + row * NPQ, x, row, g)
+
+
+cdef void _forward_im2col(floating* y, const floating* x, const floating* w, const floating* b,
+                          const Geom* g, floating* col, floating* tmp, int num_threads) noexcept nogil:
+    # Leaves im2col(x) in col (a backward given COL_FROM_FORWARD reuses it).
+    cdef Py_ssize_t CRS = g.C * g.R * g.S, PQ = g.P * g.Q, NPQ = g.N * PQ, n, k, i
+    cdef floating* yk
+    cdef const floating* t
+    _im2col(col, x, g, num_threads)
+    # tmp (K, NPQ) = w (K, CRS) @ col (CRS, NPQ)
+    gemm_parallel(NO_TRANS, NO_TRANS, <int>g.K, <int>NPQ, <int>CRS, <floating>1, w, <int>CRS,
+                  col, <int>NPQ, <floating>0, tmp, <int>NPQ, num_threads)
+    for n in prange(g.N, schedule='static', num_threads=threads_for(g.K * NPQ, num_threads)):
+        for k in range(g.K):
+            yk = y + (n * g.K + k) * PQ
+            t = tmp + k * NPQ + n * PQ
+            for i in range(PQ):
+                yk[i] = t[i] + b[k]
+
+
+# -- backward pieces: db, dw (K, C, R, S), dx (N, C, H, W) from dy (N, K, P, Q) --
+cdef void _bias_grad(floating* db, floating* tmp, const floating* dy, const Geom* g,
+                     int num_threads) noexcept nogil:
+    # db[k] = sum of dy[:, k]; with tmp (not NULL), also tmp (K, NPQ) = dy as (K, N*P*Q), in
+    # the same pass over dy
+    cdef Py_ssize_t PQ = g.P * g.Q, NPQ = g.N * PQ, k, n
+    for k in prange(g.K, schedule='static', num_threads=threads_for(g.K * NPQ, num_threads)):
+        db[k] = 0
+        for n in range(g.N):
+            if tmp != NULL:
+                memcpy(tmp + k * NPQ + n * PQ, dy + (n * g.K + k) * PQ, PQ * sizeof(floating))
+            db[k] += _sum(dy + (n * g.K + k) * PQ, PQ)
+
+
+cdef void _dw_direct(float* dw, const float* dy, const float* x, const Geom* g,
                      int num_threads) noexcept nogil:
     # dw (K, CRS) over tiles of DW_KB filters x DW_TB taps; each thread owns a contiguous range
     # of tiles (disjoint dw entries: no races) and walks the samples in L2-sized chunks, so a
@@ -172,7 +144,7 @@ cdef void _direct_dw(float* dw, const float* dy, const float* x, const Geom* g,
     cdef Py_ssize_t t_blocks = (CRS + FASTNN_DCONV_DW_TB - 1) // FASTNN_DCONV_DW_TB
     cdef Py_ssize_t tiles = k_blocks * t_blocks, part, parts, tile, lo, hi, n0, n1, k0, t0
     cdef Py_ssize_t chunk = max(1, DIRECT_DW_CHUNK_BYTES // (4 * (g.C * g.H * g.W + g.K * PQ)))
-    parts = _threads(g.K * CRS * PQ * g.N // 8, num_threads)
+    parts = threads_for(g.K * CRS * PQ * g.N // 8, num_threads)
     for part in prange(parts, schedule='static', num_threads=parts):
         lo = tiles * part // parts
         hi = tiles * (part + 1) // parts
@@ -183,44 +155,61 @@ cdef void _direct_dw(float* dw, const float* dy, const float* x, const Geom* g,
                 k0 = (tile // t_blocks) * FASTNN_DCONV_DW_KB
                 t0 = (tile % t_blocks) * FASTNN_DCONV_DW_TB
                 fastnn_dconv_dw(&dg, dw, dy, x, k0, <int>min(g.K - k0, <Py_ssize_t>FASTNN_DCONV_DW_KB),
-                                t0, <int>min(CRS - t0, <Py_ssize_t>FASTNN_DCONV_DW_TB), n0, n1, n0 > 0)
+                                t0, <int>min(CRS - t0, <Py_ssize_t>FASTNN_DCONV_DW_TB), n0, n1,
+                                FASTNN_DCONV_DW_ADD if n0 > 0 else FASTNN_DCONV_DW_STORE)
             n0 = n1
 
 
+cdef void _dw_gemm(floating* dw, const floating* col, const floating* tmp, floating* dwt,
+                   const Geom* g, int num_threads) noexcept nogil:
+    # dwt (CRS, K) = col (CRS, NPQ) @ tmp^T (NPQ, K), then dw = dwt^T: OpenBLAS runs this
+    # orientation ~25% faster than dw = tmp @ col^T (bench/bench_conv.py, both thread counts).
+    cdef Py_ssize_t CRS = g.C * g.R * g.S, NPQ = g.N * g.P * g.Q, k, row
+    gemm_parallel(NO_TRANS, TRANS, <int>CRS, <int>g.K, <int>NPQ, <floating>1, col, <int>NPQ,
+                  tmp, <int>NPQ, <floating>0, dwt, <int>g.K, num_threads)
+    for k in range(g.K):
+        for row in range(CRS):
+            dw[k * CRS + row] = dwt[row * g.K + k]
+
+
+cdef void _dx_direct(float* dx, const float* dy, const float* w, const Geom* g,
+                     int num_threads) noexcept nogil:
+    # The transposed convolution as a register-tiled scatter, one (n, c) plane of dx per call
+    # (fastnn_direct_conv.h): no dcol to write and zero, no col2im pass.
+    cdef fastnn_dconv_geom dg = _dgeom(g)
+    cdef Py_ssize_t CRS = g.C * g.R * g.S, NPQ = g.N * g.P * g.Q, nc
+    for nc in prange(g.N * g.C, schedule='static',
+                     num_threads=threads_for(g.K * CRS * NPQ // 8, num_threads)):
+        fastnn_dconv_dx(&dg, dx + nc * g.H * g.W, dy + (nc // g.C) * g.K * g.P * g.Q, w, nc % g.C)
+
+
+cdef void _dx_col2im(floating* dx, const floating* w, const floating* tmp, floating* col,
+                     const Geom* g, int num_threads) noexcept nogil:
+    # col := dcol (CRS, NPQ) = w^T (CRS, K) @ tmp (K, NPQ), tmp being dy as _bias_grad laid it
+    # out; col's im2col is no longer needed. Each (n, c) plane of dx is written by exactly one
+    # thread: no races, no atomics.
+    cdef Py_ssize_t CRS = g.C * g.R * g.S, NPQ = g.N * g.P * g.Q, nc
+    gemm_parallel(TRANS, NO_TRANS, <int>CRS, <int>NPQ, <int>g.K, <floating>1, w, <int>CRS,
+                  tmp, <int>NPQ, <floating>0, col, <int>NPQ, num_threads)
+    for nc in prange(g.N * g.C, schedule='static', num_threads=threads_for(CRS * NPQ, num_threads)):
+        _col2im_plane(dx + nc * g.H * g.W, col, nc // g.C, nc % g.C, g)
+
+
+# -- the ops: dispatch, then the chosen pieces --
 cdef void conv2d_forward_kernel(floating[:, :, :, ::1] y, const floating[:, :, :, ::1] x,
                                 const floating[:, :, :, ::1] w, const floating[::1] b,
                                 int stride_h, int stride_w, int pad_h, int pad_w,
                                 floating[:, ::1] col, floating[:, ::1] tmp,
-                                int num_threads) noexcept nogil:
+                                ConvPaths paths, int num_threads) noexcept nogil:
     # x (N, C, H, W), w (K, C, R, S), b (K,) -> y (N, K, P, Q); col, tmp: see conv.pxd
     cdef Geom g = _geom(x, w, y.shape[2], y.shape[3], stride_h, stride_w, pad_h, pad_w)
-    cdef Py_ssize_t CRS = g.C * g.R * g.S, PQ = g.P * g.Q, NPQ = g.N * PQ, row, n, k, i
-    cdef floating* yk
-    cdef const floating* t
-    cdef fastnn_dconv_geom dg
-    cdef Py_ssize_t unit, k_blocks
+    cdef ConvAlgo algo = conv2d_forward_algo(&g, sizeof(floating) == sizeof(float), paths)
     if floating is float:
-        if _direct_ok(&g):
-            dg = _dgeom(&g)
-            k_blocks = (g.K + FASTNN_DCONV_FWD_KB - 1) // FASTNN_DCONV_FWD_KB
-            for unit in prange(g.N * k_blocks, schedule='static',
-                               num_threads=_threads(g.K * CRS * PQ * g.N // 8, num_threads)):
-                k = (unit % k_blocks) * FASTNN_DCONV_FWD_KB
-                fastnn_dconv_forward(&dg, &y[unit // k_blocks, 0, 0, 0],
-                                     &x[unit // k_blocks, 0, 0, 0], &w[0, 0, 0, 0], &b[0], k,
-                                     <int>min(g.K - k, <Py_ssize_t>FASTNN_DCONV_FWD_KB))
+        if algo == ALGO_DIRECT:
+            _forward_direct(&y[0, 0, 0, 0], &x[0, 0, 0, 0], &w[0, 0, 0, 0], &b[0], &g, num_threads)
             return
-    for row in prange(CRS, schedule='static', num_threads=_threads(CRS * NPQ, num_threads)):
-        _im2col_row(&col[row, 0], &x[0, 0, 0, 0], row, &g)
-    # tmp (K, NPQ) = w (K, CRS) @ col (CRS, NPQ)
-    gemm_parallel(False, False, <int>g.K, <int>NPQ, <int>CRS, <floating>1, &w[0, 0, 0, 0], <int>CRS,
-         &col[0, 0], <int>NPQ, <floating>0, &tmp[0, 0], <int>NPQ, num_threads)
-    for n in prange(g.N, schedule='static', num_threads=_threads(g.K * NPQ, num_threads)):
-        for k in range(g.K):
-            yk = &y[n, k, 0, 0]
-            t = &tmp[k, n * PQ]
-            for i in range(PQ):
-                yk[i] = t[i] + b[k]
+    _forward_im2col(&y[0, 0, 0, 0], &x[0, 0, 0, 0], &w[0, 0, 0, 0], &b[0], &g, &col[0, 0],
+                    &tmp[0, 0], num_threads)
 
 
 cdef void conv2d_backward_kernel(floating[:, :, :, ::1] dx, floating[:, :, :, ::1] dw,
@@ -228,63 +217,26 @@ cdef void conv2d_backward_kernel(floating[:, :, :, ::1] dx, floating[:, :, :, ::
                                  const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                                  int stride_h, int stride_w, int pad_h, int pad_w,
                                  floating[:, ::1] col, floating[:, ::1] tmp,
-                                 floating[:, ::1] dwt, bint need_dx, bint col_ready,
-                                 int num_threads) noexcept nogil:
+                                 floating[:, ::1] dwt, DxMode dx_mode, ColState col_state,
+                                 ConvPaths paths, int num_threads) noexcept nogil:
     # dy (N, K, P, Q), x (N, C, H, W), w (K, C, R, S) -> dx (N, C, H, W), dw (K, C, R, S), db (K,)
     cdef Geom g = _geom(x, w, dy.shape[2], dy.shape[3], stride_h, stride_w, pad_h, pad_w)
-    cdef Py_ssize_t CRS = g.C * g.R * g.S, PQ = g.P * g.Q, NPQ = g.N * PQ, row, n, k, nc
-    cdef floating* dwp = &dw[0, 0, 0, 0]
-    cdef bint direct = False, direct_dw = False
-    cdef fastnn_dconv_geom dg
-    if floating is float:
-        direct = _direct_ok(&g)
-        # the direct dW's tiles sum over N*P*Q; below this, their set-up and lane reductions
-        # cost more than im2col + OpenBLAS (LeNet conv2: 188 vs 68 us at batch 1, 398 vs 420 at 8)
-        direct_dw = direct and NPQ >= DIRECT_DW_MIN_SUM
-    if direct:
-        col_ready = False  # the direct forward did not fill col
-    if direct_dw:
-        for k in prange(g.K, schedule='static', num_threads=_threads(g.K * NPQ, num_threads)):
-            db[k] = 0
-            for n in range(g.N):
-                db[k] += _sum(&dy[n, k, 0, 0], PQ)
+    cdef BackwardPlan plan = conv2d_backward_plan(&g, sizeof(floating) == sizeof(float), paths,
+                                                  dx_mode, col_state)
+    if plan.dw == ALGO_DIRECT:
+        _bias_grad(&db[0], NULL, &dy[0, 0, 0, 0], &g, num_threads)
         if floating is float:
-            _direct_dw(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &g, num_threads)
+            _dw_direct(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &g, num_threads)
     else:
-        if not col_ready:
-            for row in prange(CRS, schedule='static', num_threads=_threads(CRS * NPQ, num_threads)):
-                _im2col_row(&col[row, 0], &x[0, 0, 0, 0], row, &g)
-        # tmp (K, NPQ) = dy as (K, N*P*Q); db[k] = its row sum
-        for k in prange(g.K, schedule='static', num_threads=_threads(g.K * NPQ, num_threads)):
-            db[k] = 0
-            for n in range(g.N):
-                memcpy(&tmp[k, n * PQ], &dy[n, k, 0, 0], PQ * sizeof(floating))
-                db[k] += _sum(&dy[n, k, 0, 0], PQ)
-        # dwt (CRS, K) = col (CRS, NPQ) @ tmp^T (NPQ, K), then dw = dwt^T: OpenBLAS runs this
-        # orientation ~25% faster than dw = tmp @ col^T (bench/bench_conv.py, both thread counts).
-        gemm_parallel(False, True, <int>CRS, <int>g.K, <int>NPQ, <floating>1, &col[0, 0], <int>NPQ,
-             &tmp[0, 0], <int>NPQ, <floating>0, &dwt[0, 0], <int>g.K, num_threads)
-        for k in range(g.K):
-            for row in range(CRS):
-                dwp[k * CRS + row] = dwt[row, k]
-    if not need_dx:
-        return
-    if floating is float:
-        if direct:
-            # The transposed convolution as a register-tiled scatter, one (n, c) plane of dx per
-            # call (fastnn_direct_conv.h): no 8 MB dcol to write and zero, no col2im pass.
-            dg = _dgeom(&g)
-            for nc in prange(g.N * g.C, schedule='static',
-                             num_threads=_threads(g.K * CRS * NPQ // 8, num_threads)):
-                fastnn_dconv_dx(&dg, &dx[nc // g.C, nc % g.C, 0, 0], &dy[nc // g.C, 0, 0, 0],
-                                &w[0, 0, 0, 0], nc % g.C)
-            return
-    # col := dcol (CRS, NPQ) = w^T (CRS, K) @ tmp (K, NPQ); col's im2col is no longer needed
-    gemm_parallel(True, False, <int>CRS, <int>NPQ, <int>g.K, <floating>1, &w[0, 0, 0, 0], <int>CRS,
-         &tmp[0, 0], <int>NPQ, <floating>0, &col[0, 0], <int>NPQ, num_threads)
-    # Each (n, c) plane of dx is written by exactly one thread: no races, no atomics.
-    for nc in prange(g.N * g.C, schedule='static', num_threads=_threads(CRS * NPQ, num_threads)):
-        _col2im_plane(&dx[nc // g.C, nc % g.C, 0, 0], &col[0, 0], nc // g.C, nc % g.C, &g)
+        if plan.col == COL_RECOMPUTE:
+            _im2col(&col[0, 0], &x[0, 0, 0, 0], &g, num_threads)
+        _bias_grad(&db[0], &tmp[0, 0], &dy[0, 0, 0, 0], &g, num_threads)
+        _dw_gemm(&dw[0, 0, 0, 0], &col[0, 0], &tmp[0, 0], &dwt[0, 0], &g, num_threads)
+    if plan.dx == ALGO_DIRECT:
+        if floating is float:
+            _dx_direct(&dx[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &g, num_threads)
+    elif plan.dx == ALGO_IM2COL:
+        _dx_col2im(&dx[0, 0, 0, 0], &w[0, 0, 0, 0], &tmp[0, 0], &col[0, 0], &g, num_threads)
 
 
 cdef tuple _shape(Py_ssize_t* shape, int ndim):
@@ -307,58 +259,85 @@ cdef _check_sizes(str op, x, w, y, col, tmp, int sh, int sw, int ph, int pw):
                          f"col {(c * r * s, n * p * q)}, tmp {(k, n * p * q)}")
 
 
+cdef _check_options(str op, int paths, int col_state):
+    if paths != FAST_PATHS and paths != PLAIN_PATH:
+        raise ValueError(f"{op}: paths must be ConvPaths.FAST_PATHS ({FAST_PATHS}) or "
+                         f"ConvPaths.PLAIN_PATH ({PLAIN_PATH}), got {paths}")
+    if col_state != COL_RECOMPUTE and col_state != COL_FROM_FORWARD:
+        raise ValueError(f"{op}: col_state must be ColState.COL_RECOMPUTE ({COL_RECOMPUTE}) or "
+                         f"ColState.COL_FROM_FORWARD ({COL_FROM_FORWARD}), got {col_state}")
+
+
 def conv2d_forward(floating[:, :, :, ::1] y, const floating[:, :, :, ::1] x,
                    const floating[:, :, :, ::1] w, const floating[::1] b,
                    int stride_h, int stride_w, int pad_h, int pad_w,
-                   floating[:, ::1] col, floating[:, ::1] tmp, int num_threads):
+                   floating[:, ::1] col, floating[:, ::1] tmp, int num_threads,
+                   int paths=FAST_PATHS):
     """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C, R, S)) + b (K,).
 
-    col, tmp: scratch from fastnn.ops.conv2d_workspace (see conv.pxd). The im2col path leaves
-    im2col(x) in col; the direct path (see conv.pxd) does not touch col or tmp.
+    col, tmp: scratch from fastnn.ops.conv2d_workspace (see conv.pxd). The im2col algorithm
+    leaves im2col(x) in col; the direct one does not touch col or tmp. paths: FAST_PATHS (the
+    default) or PLAIN_PATH (im2col + GEMM only, the reference the fast paths must equal).
     """
     _check_sizes("conv2d_forward", _shape(x.shape, 4), _shape(w.shape, 4), _shape(y.shape, 4),
                  _shape(col.shape, 2), _shape(tmp.shape, 2), stride_h, stride_w, pad_h, pad_w)
+    _check_options("conv2d_forward", paths, COL_RECOMPUTE)
     if b.shape[0] != w.shape[0]:
         raise ValueError(f"conv2d_forward: b has {b.shape[0]} entries, w has {w.shape[0]} filters")
     with nogil:
         conv2d_forward_kernel(y, x, w, b, stride_h, stride_w, pad_h, pad_w, col, tmp,
-                              max(num_threads, 1))
+                              <ConvPaths>paths, max(num_threads, 1))
 
 
 def conv2d_backward(dx, floating[:, :, :, ::1] dw, floating[::1] db,
                     const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
                     const floating[:, :, :, ::1] w, int stride_h, int stride_w,
                     int pad_h, int pad_w, floating[:, ::1] col, floating[:, ::1] tmp,
-                    floating[:, ::1] dwt, int num_threads, bint col_ready=False):
-    """Overwrites dx, dw, db. dx may be None when the layer is first (skips the dX GEMM and col2im).
+                    floating[:, ::1] dwt, int num_threads, int col_state=COL_RECOMPUTE,
+                    int paths=FAST_PATHS):
+    """Overwrites dx, dw, db. dx may be None when the layer is first (no dX is computed).
 
-    col, tmp, dwt: scratch from fastnn.ops.conv2d_workspace (see conv.pxd). col_ready=True skips
-    im2col: only when col still holds what conv2d_forward left for this same x, stride, padding
-    (the direct path, which leaves nothing there, ignores it).
+    col, tmp, dwt: scratch from fastnn.ops.conv2d_workspace (see conv.pxd). col_state:
+    COL_FROM_FORWARD skips im2col when col still holds what conv2d_forward left for this same
+    x, stride and padding (ignored where the forward may have run direct and left nothing);
+    COL_RECOMPUTE (the default) otherwise. paths: as conv2d_forward's.
     """
     # dx is untyped so that None cannot steer the float32/float64 dispatch.
-    cdef bint need_dx = dx is not None
-    cdef floating[:, :, :, ::1] dxv = dx if need_dx else None
+    cdef DxMode dx_mode = DX_SKIP if dx is None else DX_COMPUTE
+    cdef floating[:, :, :, ::1] dxv = None if dx is None else dx
     _check_sizes("conv2d_backward", _shape(x.shape, 4), _shape(w.shape, 4), _shape(dy.shape, 4),
                  _shape(col.shape, 2), _shape(tmp.shape, 2), stride_h, stride_w, pad_h, pad_w)
+    _check_options("conv2d_backward", paths, col_state)
     if _shape(dw.shape, 4) != _shape(w.shape, 4) or db.shape[0] != w.shape[0] \
-            or (need_dx and _shape(dxv.shape, 4) != _shape(x.shape, 4)) \
+            or (dx_mode == DX_COMPUTE and _shape(dxv.shape, 4) != _shape(x.shape, 4)) \
             or _shape(dwt.shape, 2) != (col.shape[0], w.shape[0]):
         raise ValueError(f"conv2d_backward: dx, dw, db, dwt must have shapes x {_shape(x.shape, 4)}, "
                          f"w {_shape(w.shape, 4)}, ({w.shape[0]},), ({col.shape[0]}, {w.shape[0]})")
     with nogil:
         conv2d_backward_kernel(dxv, dw, db, dy, x, w, stride_h, stride_w, pad_h, pad_w, col, tmp,
-                               dwt, need_dx, col_ready, max(num_threads, 1))
+                               dwt, dx_mode, <ColState>col_state, <ConvPaths>paths,
+                               max(num_threads, 1))
 
 
-def set_direct(bint enabled):
-    """Use direct convolution where it applies (the default) or always im2col + GEMM; returns
-    the previous setting. For tests and benchmarks that compare the two paths; not between a
-    forward and the backward that passes col_ready=True for it."""
-    global _direct_enabled
-    previous = _direct_enabled
-    _direct_enabled = enabled
-    return previous
+_ALGO_NAMES = {ALGO_NONE: None, ALGO_IM2COL: "im2col", ALGO_DIRECT: "direct"}
+
+
+def conv2d_algorithms(x_shape, w_shape, stride, padding, str dtype, *, need_dx=True,
+                      int paths=FAST_PATHS):
+    """{"forward", "dw", "dx": "direct", "im2col" or None} that the kernels run for x of x_shape,
+    w of w_shape, (stride_h, stride_w), (pad_h, pad_w) and dtype "float32" or "float64": the
+    same dispatch functions the kernels call (for fastnn.ops.conv2d_algorithms and tests)."""
+    _check_options("conv2d_algorithms", paths, COL_RECOMPUTE)
+    cdef Geom g
+    g.N, g.C, g.H, g.W = x_shape
+    g.K, _, g.R, g.S = w_shape
+    (g.sh, g.sw), (g.ph, g.pw) = stride, padding
+    g.P, g.Q = (g.H + 2 * g.ph - g.R) // g.sh + 1, (g.W + 2 * g.pw - g.S) // g.sw + 1
+    cdef bint float32 = dtype == "float32"
+    cdef BackwardPlan plan = conv2d_backward_plan(&g, float32, <ConvPaths>paths,
+                                                  DX_COMPUTE if need_dx else DX_SKIP, COL_RECOMPUTE)
+    return {"forward": _ALGO_NAMES[conv2d_forward_algo(&g, float32, <ConvPaths>paths)],
+            "dw": _ALGO_NAMES[plan.dw], "dx": _ALGO_NAMES[plan.dx]}
 
 
 def direct_simd():

@@ -5,15 +5,18 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport uint32_t
 from libc.string cimport memcpy
-from _blas cimport (gemm_parallel, fastnn_bind_gemm, fastnn_sgemm_ptr, fastnn_small_sgemm,
-                    fastnn_small_gemm_avx2, FASTNN_ROW_MAJOR, FASTNN_TRANS, FASTNN_NO_TRANS)
+from _blas cimport (gemm_parallel, fastnn_bind_gemm, fastnn_small_gemm_avx2, sgemm_by, sgemm_impl,
+                    Transpose, TRANS, NO_TRANS, GemmImpl, GEMM_BLAS, GEMM_SMALL)
 from _elementwise cimport bias_activate_row, slope_row, ACT_NONE
+from _options cimport DxMode, DX_SKIP, DX_COMPUTE
+from _parallel cimport threads_for
 
 include "_bind.pxi"
 
-# Rows * cols below which threads cost more than they give (pytorch#144633).
-cdef enum:
-    PARALLEL_MIN_WORK = 32768
+cdef enum Gaps:
+    # _scatter_runs: what happens to the columns between the runs
+    GAPS_ZERO = 0
+    GAPS_KEEP = 1
 
 
 cdef void dense_forward_kernel(floating[:, ::1] y, const floating[:, ::1] x,
@@ -21,11 +24,9 @@ cdef void dense_forward_kernel(floating[:, ::1] y, const floating[:, ::1] x,
                                int act, int num_threads) noexcept nogil:
     # x (N, I), w (O, I), b (O,) -> y (N, O) = act(x @ w.T + b)
     cdef Py_ssize_t n = x.shape[0], i = x.shape[1], o = w.shape[0], r, c
-    gemm_parallel(False, True, <int>n, <int>o, <int>i, <floating>1, &x[0, 0], <int>i,
+    gemm_parallel(NO_TRANS, TRANS, <int>n, <int>o, <int>i, <floating>1, &x[0, 0], <int>i,
                   &w[0, 0], <int>i, <floating>0, &y[0, 0], <int>o, num_threads)
-    if n * o < PARALLEL_MIN_WORK:
-        num_threads = 1
-    for r in prange(n, schedule='static', num_threads=num_threads):
+    for r in prange(n, schedule='static', num_threads=threads_for(n * o, num_threads)):
         bias_activate_row(&y[r, 0], &b[0], o, act)
 
 
@@ -34,18 +35,18 @@ cdef inline void _dz(floating[:, ::1] dy, const floating[:, ::1] y, int act,
     # dy -> dz = dy * act'(y) in place
     cdef Py_ssize_t n = dy.shape[0], o = dy.shape[1], r
     if act != ACT_NONE:
-        for r in prange(n, schedule='static', num_threads=1 if n * o < PARALLEL_MIN_WORK else num_threads):
+        for r in prange(n, schedule='static', num_threads=threads_for(n * o, num_threads)):
             slope_row(&dy[r, 0], &y[r, 0], o, act)
 
 
 cdef inline void _dz_and_dx(floating[:, ::1] dx, floating[:, ::1] dy, const floating[:, ::1] w,
-                            const floating[:, ::1] y, int act, bint need_dx,
+                            const floating[:, ::1] y, int act, int dx_mode,
                             int num_threads) noexcept nogil:
     # dz as _dz, then dx = dz @ w (w as it is before any update)
     cdef Py_ssize_t n = dy.shape[0], i = w.shape[1], o = w.shape[0]
     _dz(dy, y, act, num_threads)
-    if need_dx:
-        gemm_parallel(False, False, <int>n, <int>i, <int>o, <floating>1, &dy[0, 0], <int>o,
+    if dx_mode == DX_COMPUTE:
+        gemm_parallel(NO_TRANS, NO_TRANS, <int>n, <int>i, <int>o, <floating>1, &dy[0, 0], <int>o,
                       &w[0, 0], <int>i, <floating>0, &dx[0, 0], <int>i, num_threads)
 
 
@@ -62,12 +63,12 @@ cdef inline void _bias_grad(floating[::1] db, const floating[:, ::1] dz) noexcep
 cdef void dense_backward_kernel(floating[:, ::1] dx, floating[:, ::1] dw, floating[::1] db,
                                 floating[:, ::1] dy, const floating[:, ::1] x,
                                 const floating[:, ::1] w, const floating[:, ::1] y, int act,
-                                bint need_dx, int num_threads) noexcept nogil:
+                                int dx_mode, int num_threads) noexcept nogil:
     # dy (N, O), x (N, I), w (O, I), y (N, O) -> dx (N, I), dw (O, I), db (O,)
     # With an activation, dy is first turned in place into dz = dy * act'(y).
     cdef Py_ssize_t n = x.shape[0], i = x.shape[1], o = w.shape[0]
-    _dz_and_dx(dx, dy, w, y, act, need_dx, num_threads)
-    gemm_parallel(True, False, <int>o, <int>i, <int>n, <floating>1, &dy[0, 0], <int>o,
+    _dz_and_dx(dx, dy, w, y, act, dx_mode, num_threads)
+    gemm_parallel(TRANS, NO_TRANS, <int>o, <int>i, <int>n, <floating>1, &dy[0, 0], <int>o,
                   &x[0, 0], <int>i, <floating>0, &dw[0, 0], <int>i, num_threads)
     _bias_grad(db, dy)
 
@@ -75,13 +76,13 @@ cdef void dense_backward_kernel(floating[:, ::1] dx, floating[:, ::1] dw, floati
 cdef void dense_backward_sgd_kernel(floating[:, ::1] dx, floating[:, ::1] w, floating[::1] b,
                                     floating[::1] db, floating[:, ::1] dy,
                                     const floating[:, ::1] x, const floating[:, ::1] y, int act,
-                                    bint need_dx, floating lr, int num_threads) noexcept nogil:
+                                    int dx_mode, floating lr, int num_threads) noexcept nogil:
     # dense_backward_kernel followed by plain SGD (w -= lr * dw, b -= lr * db), with the weight
     # step done by the dW GEMM itself (alpha = -lr, beta = 1): no dw written, no second pass
     # over w. The same formula as sgd_update_kernel; db is still written.
     cdef Py_ssize_t n = x.shape[0], i = x.shape[1], o = w.shape[0], c
-    _dz_and_dx(dx, dy, w, y, act, need_dx, num_threads)
-    gemm_parallel(True, False, <int>o, <int>i, <int>n, -lr, &dy[0, 0], <int>o,
+    _dz_and_dx(dx, dy, w, y, act, dx_mode, num_threads)
+    gemm_parallel(TRANS, NO_TRANS, <int>o, <int>i, <int>n, -lr, &dy[0, 0], <int>o,
                   &x[0, 0], <int>i, <floating>1, &w[0, 0], <int>i, num_threads)
     _bias_grad(db, dy)
     for c in range(o):
@@ -151,9 +152,9 @@ cdef void gather_runs(float* dst, const float* src, Py_ssize_t rows, Py_ssize_t 
 
 cdef void _scatter_runs(float* dst, const float* src, Py_ssize_t rows, Py_ssize_t cols,
                         const int* runs, Py_ssize_t nruns, Py_ssize_t kept,
-                        bint zero_gaps) noexcept nogil:
+                        Gaps gaps) noexcept nogil:
     # dst (rows, cols)[:, the runs' columns] = src (rows, kept); the other columns are zeroed
-    # (zero_gaps) or left alone
+    # (GAPS_ZERO) or left alone (GAPS_KEEP)
     cdef Py_ssize_t r, t, j, gap_start
     cdef float* d
     cdef const float* s
@@ -162,14 +163,14 @@ cdef void _scatter_runs(float* dst, const float* src, Py_ssize_t rows, Py_ssize_
         s = src + r * kept
         gap_start = 0
         for t in range(nruns):
-            if zero_gaps:
+            if gaps == GAPS_ZERO:
                 for j in range(gap_start, runs[2 * t]):
                     d[j] = 0
             for j in range(runs[2 * t + 1]):
                 d[runs[2 * t] + j] = s[j]
             s += runs[2 * t + 1]
             gap_start = runs[2 * t] + runs[2 * t + 1]
-        if zero_gaps:
+        if gaps == GAPS_ZERO:
             for j in range(gap_start, cols):
                 d[j] = 0
 
@@ -179,11 +180,9 @@ cdef void dense_forward_compact_kernel(float[:, ::1] y, const float* xc, const f
                                        int num_threads) noexcept nogil:
     # y (N, O) = act(xc (N, kept) @ wc (O, kept).T + b)
     cdef Py_ssize_t n = y.shape[0], o = y.shape[1], r
-    gemm_parallel(False, True, <int>n, <int>o, <int>kept, <float>1, xc, <int>kept, wc, <int>kept,
+    gemm_parallel(NO_TRANS, TRANS, <int>n, <int>o, <int>kept, <float>1, xc, <int>kept, wc, <int>kept,
                   <float>0, &y[0, 0], <int>o, num_threads)
-    if n * o < PARALLEL_MIN_WORK:
-        num_threads = 1
-    for r in prange(n, schedule='static', num_threads=num_threads):
+    for r in prange(n, schedule='static', num_threads=threads_for(n * o, num_threads)):
         bias_activate_row(&y[r, 0], &b[0], o, act)
 
 
@@ -191,24 +190,24 @@ cdef void dense_backward_compact_kernel(float[:, ::1] w, float[::1] b, float[:, 
                                         float[::1] db, float[:, ::1] dy, const float[:, ::1] y,
                                         int act, const float* xc, float* wc, float* dwc,
                                         const int* runs, Py_ssize_t nruns, Py_ssize_t kept,
-                                        bint sgd, float lr, int num_threads) noexcept nogil:
-    # The first layer's backward (no dx) on the gathered columns. sgd: w[:, kept] -= lr * dw
+                                        int dw_mode, float lr, int num_threads) noexcept nogil:
+    # The first layer's backward (no dx) on the gathered columns. DW_SGD_STEP: w[:, kept] -= lr * dw
     # through the GEMM on wc (still w's kept columns: w has not changed since the forward), as
     # dense_backward_sgd_kernel does, then b -= lr * db. Otherwise dw = dz.T @ x with zero
     # columns where x was zero.
     cdef Py_ssize_t n = dy.shape[0], o = w.shape[0], i = w.shape[1], c
     _dz(dy, y, act, num_threads)
-    if sgd:
-        gemm_parallel(True, False, <int>o, <int>kept, <int>n, -lr, &dy[0, 0], <int>o, xc, <int>kept,
+    if dw_mode == DW_SGD_STEP:
+        gemm_parallel(TRANS, NO_TRANS, <int>o, <int>kept, <int>n, -lr, &dy[0, 0], <int>o, xc, <int>kept,
                       <float>1, wc, <int>kept, num_threads)
-        _scatter_runs(&w[0, 0], wc, o, i, runs, nruns, kept, False)
+        _scatter_runs(&w[0, 0], wc, o, i, runs, nruns, kept, GAPS_KEEP)
         _bias_grad(db, dy)
         for c in range(o):
             b[c] -= lr * db[c]
     else:
-        gemm_parallel(True, False, <int>o, <int>kept, <int>n, <float>1, &dy[0, 0], <int>o, xc,
+        gemm_parallel(TRANS, NO_TRANS, <int>o, <int>kept, <int>n, <float>1, &dy[0, 0], <int>o, xc,
                       <int>kept, <float>0, dwc, <int>kept, num_threads)
-        _scatter_runs(&dw[0, 0], dwc, o, i, runs, nruns, kept, True)
+        _scatter_runs(&dw[0, 0], dwc, o, i, runs, nruns, kept, GAPS_ZERO)
         _bias_grad(db, dy)
 
 
@@ -219,39 +218,54 @@ def dense_forward(floating[:, ::1] y, const floating[:, ::1] x, const floating[:
         dense_forward_kernel(y, x, w, b, act, num_threads)
 
 
-def dense_backward(floating[:, ::1] dx, floating[:, ::1] dw, floating[::1] db,
+def dense_backward(dx, floating[:, ::1] dw, floating[::1] db,
                    floating[:, ::1] dy, const floating[:, ::1] x,
                    const floating[:, ::1] w, const floating[:, ::1] y, int act, int num_threads):
     """dx may be None when the layer is first (its input gradient is never needed).
     With act != 0, y is the forward output and dy is overwritten with dy * act'(y)."""
-    cdef bint need_dx = dx is not None
+    # dx is untyped so that None cannot steer the float32/float64 dispatch (as in conv.pyx).
+    cdef DxMode dx_mode = DX_SKIP if dx is None else DX_COMPUTE
+    cdef floating[:, ::1] dxv = None if dx is None else dx
     with nogil:
-        dense_backward_kernel(dx, dw, db, dy, x, w, y, act, need_dx, num_threads)
+        dense_backward_kernel(dxv, dw, db, dy, x, w, y, act, dx_mode, num_threads)
 
 
-def sgemm(bint trans_a, bint trans_b, float alpha, const float[:, ::1] a, const float[:, ::1] b,
-          float beta, float[:, ::1] c, str impl):
-    """c = alpha * op(a) @ op(b) + beta * c with impl 'small' (fastnn_small_gemm.h) or 'blas'
-    (OpenBLAS), for tests and benchmarks; the kernels choose between them by small_gemm_wins."""
-    cdef int m = c.shape[0], n = c.shape[1], k = a.shape[0] if trans_a else a.shape[1]
-    if (b.shape[1] if trans_b else b.shape[0]) != k or (a.shape[1] if trans_a else a.shape[0]) != m \
-            or (b.shape[0] if trans_b else b.shape[1]) != n or min(m, n, k) < 1:
+_TRANSPOSES = {"N": NO_TRANS, "T": TRANS}
+_GEMM_IMPLS = {"small": GEMM_SMALL, "blas": GEMM_BLAS}
+
+
+cdef Transpose _transpose(str op, str name, value) except *:
+    if not isinstance(value, str) or value not in _TRANSPOSES:
+        raise ValueError(f"{op}: {name} must be 'N' (as stored) or 'T' (transposed), got {value!r}")
+    return _TRANSPOSES[value]
+
+
+def gemm_choice(op_a, op_b, int m, int n, int k):
+    """'small' or 'blas': what a float32 GEMM of these sizes runs (sgemm_impl in _blas.pxd)."""
+    impl = sgemm_impl(_transpose("gemm_choice", "op_a", op_a), _transpose("gemm_choice", "op_b", op_b),
+                      m, n, k)
+    return "small" if impl == GEMM_SMALL else "blas"
+
+
+def sgemm(op_a, op_b, float alpha, const float[:, ::1] a, const float[:, ::1] b,
+          float beta, float[:, ::1] c, str impl="auto"):
+    """c = alpha * op_a(a) @ op_b(b) + beta * c, op 'N' or 'T', by impl 'small'
+    (fastnn_small_gemm.h), 'blas' (OpenBLAS) or 'auto' (the kernels' choice, gemm_choice):
+    for tests and benchmarks that hold the small GEMM equal to OpenBLAS."""
+    cdef Transpose ta = _transpose("sgemm", "op_a", op_a), tb = _transpose("sgemm", "op_b", op_b)
+    cdef int m = c.shape[0], n = c.shape[1], k = a.shape[0] if ta == TRANS else a.shape[1]
+    if (b.shape[1] if tb == TRANS else b.shape[0]) != k or (a.shape[1] if ta == TRANS else a.shape[0]) != m \
+            or (b.shape[0] if tb == TRANS else b.shape[1]) != n or min(m, n, k) < 1:
         raise ValueError(f"sgemm: shapes do not chain: a ({a.shape[0]}, {a.shape[1]}), b ({b.shape[0]}, "
-                         f"{b.shape[1]}), c ({m}, {n}), trans_a={trans_a}, trans_b={trans_b}")
-    if impl == "small" and trans_a and trans_b:
-        raise ValueError("sgemm: impl 'small' has no trans_a and trans_b form")
-    if impl not in ("small", "blas"):
-        raise ValueError(f"sgemm: impl must be 'small' or 'blas', got {impl!r}")
-    cdef int ta = FASTNN_TRANS if trans_a else FASTNN_NO_TRANS
-    cdef int tb = FASTNN_TRANS if trans_b else FASTNN_NO_TRANS
-    cdef bint small = impl == "small"
+                         f"{b.shape[1]}), c ({m}, {n}), op_a={op_a!r}, op_b={op_b!r}")
+    if impl not in ("small", "blas", "auto"):
+        raise ValueError(f"sgemm: impl must be 'small', 'blas' or 'auto', got {impl!r}")
+    cdef GemmImpl chosen = sgemm_impl(ta, tb, m, n, k) if impl == "auto" else _GEMM_IMPLS[impl]
+    if chosen == GEMM_SMALL and ta == TRANS and tb == TRANS:
+        raise ValueError("sgemm: impl 'small' has no op_a='T' and op_b='T' form")
     with nogil:
-        if small:
-            fastnn_small_sgemm(trans_a, trans_b, m, n, k, alpha, &a[0, 0], a.shape[1], &b[0, 0],
-                               b.shape[1], beta, &c[0, 0], n)
-        else:
-            fastnn_sgemm_ptr(FASTNN_ROW_MAJOR, ta, tb, m, n, k, alpha, &a[0, 0], a.shape[1],
-                             &b[0, 0], b.shape[1], beta, &c[0, 0], n)
+        sgemm_by(chosen, ta, tb, m, n, k, alpha, &a[0, 0], a.shape[1], &b[0, 0], b.shape[1], beta,
+                 &c[0, 0], n)
 
 
 def small_gemm_simd():

@@ -30,6 +30,9 @@
 #define FASTNN_DCONV_DX_SB 5
 #define FASTNN_DCONV_DX_VB 4
 
+/* fastnn_dconv_dw's `accumulate`: the first chunk of samples stores its sums, later chunks add. */
+enum { FASTNN_DCONV_DW_STORE = 0, FASTNN_DCONV_DW_ADD = 1 };
+
 typedef float fastnn_dc8 __attribute__((vector_size(32)));
 typedef int fastnn_dci8 __attribute__((vector_size(32)));
 

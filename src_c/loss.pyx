@@ -5,14 +5,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, expf, fabs, log, log1p
 from libc.stdint cimport int64_t
-
-# Elements below which threads cost more than they give (pytorch#144633).
-cdef enum:
-    PARALLEL_MIN_WORK = 32768
-
-
-cdef inline int _threads(Py_ssize_t n, int num_threads) noexcept nogil:
-    return 1 if n < PARALLEL_MIN_WORK else num_threads
+from _parallel cimport threads_for
 
 
 cdef inline floating _exp(floating z) noexcept nogil:
@@ -44,7 +37,7 @@ cdef void softmax_forward_kernel(floating[:, ::1] y, const floating[:, ::1] x,
                                  int num_threads) noexcept nogil:
     # x (N, K) -> y (N, K), softmax of each row
     cdef Py_ssize_t N = x.shape[0], K = x.shape[1], r
-    for r in prange(N, schedule='static', num_threads=_threads(N * K, num_threads)):
+    for r in prange(N, schedule='static', num_threads=threads_for(N * K, num_threads)):
         _softmax_row(&y[r, 0], &x[r, 0], K, 1.0)
 
 
@@ -53,7 +46,7 @@ cdef double softmax_cross_entropy_kernel(floating[:, ::1] dlogits, const floatin
     # logits (N, K), labels (N,) -> dlogits (N, K) = (softmax - onehot) / N; returns mean loss
     cdef Py_ssize_t N = logits.shape[0], K = logits.shape[1], r
     cdef double inv_n = 1.0 / N, total = 0
-    for r in prange(N, schedule='static', num_threads=_threads(N * K, num_threads)):
+    for r in prange(N, schedule='static', num_threads=threads_for(N * K, num_threads)):
         total += _softmax_row(&dlogits[r, 0], &logits[r, 0], K, inv_n) - logits[r, labels[r]]
         dlogits[r, labels[r]] -= <floating>inv_n
     return total * inv_n
@@ -69,7 +62,7 @@ cdef double mse_kernel(floating[:, ::1] dpred, const floating[:, ::1] pred,
     cdef floating* d = &dpred[0, 0]
     cdef floating inv_n = <floating>(1.0 / N), diff
     cdef double total = 0
-    for i in prange(size, schedule='static', num_threads=_threads(size, num_threads)):
+    for i in prange(size, schedule='static', num_threads=threads_for(size, num_threads)):
         diff = p[i] - t[i]
         d[i] = diff * inv_n
         total += <double>diff * diff
@@ -82,7 +75,7 @@ cdef double mse_labels_kernel(floating[:, ::1] dpred, const floating[:, ::1] pre
     cdef Py_ssize_t N = pred.shape[0], K = pred.shape[1], r, j
     cdef floating inv_n = <floating>(1.0 / N), diff
     cdef double total = 0
-    for r in prange(N, schedule='static', num_threads=_threads(N * K, num_threads)):
+    for r in prange(N, schedule='static', num_threads=threads_for(N * K, num_threads)):
         for j in range(K):
             diff = pred[r, j] - (j == labels[r])
             dpred[r, j] = diff * inv_n
@@ -100,7 +93,7 @@ cdef double bce_with_logits_kernel(floating[:, ::1] dlogits, const floating[:, :
     cdef floating* d = &dlogits[0, 0]
     cdef floating inv_size = <floating>(1.0 / size), e, sig
     cdef double total = 0
-    for i in prange(size, schedule='static', num_threads=_threads(size, num_threads)):
+    for i in prange(size, schedule='static', num_threads=threads_for(size, num_threads)):
         e = _exp(-fabs(z[i]))
         sig = 1 / (1 + e) if z[i] >= 0 else e / (1 + e)
         d[i] = (sig - t[i]) * inv_size

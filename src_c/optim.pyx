@@ -3,10 +3,7 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport pow, sqrt, sqrtf
-
-# Elements below which threads cost more than they give (pytorch#144633).
-cdef enum:
-    PARALLEL_MIN_WORK = 65536
+from _parallel cimport threads_for_stream
 
 
 cdef void sgd_update_kernel(floating[::1] param, const floating[::1] grad, floating[::1] velocity,
@@ -16,8 +13,7 @@ cdef void sgd_update_kernel(floating[::1] param, const floating[::1] grad, float
     # g = grad + wd * param; v = momentum * v + g; param -= lr * v  (torch.optim.SGD)
     cdef Py_ssize_t n = param.shape[0], i
     cdef floating g, lr_ = <floating>lr, mu = <floating>momentum, wd = <floating>weight_decay
-    if n < PARALLEL_MIN_WORK:
-        num_threads = 1
+    num_threads = threads_for_stream(n, num_threads)
     if momentum == 0:
         for i in prange(n, schedule='static', num_threads=num_threads):
             param[i] -= lr_ * (grad[i] + wd * param[i])
@@ -39,8 +35,7 @@ cdef void adam_update_kernel(floating[::1] param, const floating[::1] grad, floa
     cdef floating b1 = <floating>beta1, b2 = <floating>beta2, eps_ = <floating>eps, g, denom
     cdef floating wd = <floating>weight_decay
     cdef floating step_size = <floating>(lr / bc1), inv_sqrt_bc2 = <floating>(1 / sqrt(bc2))
-    if n < PARALLEL_MIN_WORK:
-        num_threads = 1
+    num_threads = threads_for_stream(n, num_threads)
     for i in prange(n, schedule='static', num_threads=num_threads):
         g = grad[i] + wd * param[i]
         m[i] = b1 * m[i] + (1 - b1) * g

@@ -5,14 +5,11 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 from libc.string cimport memset
+from _parallel cimport threads_for
 
 cdef extern from "fastnn_pool2x2.h" nogil:
     void fastnn_maxpool2x2_row(float* y, int64_t* argmax, const float* x, long W, long Q,
                                int64_t offset)
-
-# Elements touched below which threads cost more than they give (pytorch#144633).
-cdef enum:
-    PARALLEL_MIN_WORK = 32768
 
 
 cdef void maxpool2d_forward_kernel(floating[:, :, :, ::1] y, int64_t[:, :, :, ::1] argmax,
@@ -27,8 +24,7 @@ cdef void maxpool2d_forward_kernel(floating[:, :, :, ::1] y, int64_t[:, :, :, ::
     cdef floating* y0 = &y[0, 0, 0, 0]
     cdef int64_t* a0 = &argmax[0, 0, 0, 0]
     cdef floating best, v
-    if planes * P * Q * kernel_h * kernel_w < PARALLEL_MIN_WORK:
-        num_threads = 1
+    num_threads = threads_for(planes * P * Q * kernel_h * kernel_w, num_threads)
     if floating is float:
         if kernel_h == 2 and kernel_w == 2 and stride_h == 2 and stride_w == 2:
             # 8 outputs per vector step (fastnn_pool2x2.h), the same scan semantics as below
@@ -66,8 +62,7 @@ cdef void depool2d_kernel(floating[:, :, :, ::1] out, const floating[:, :, :, ::
     cdef floating* op
     cdef const floating* vp
     cdef const int64_t* ap
-    if planes * (HW + PQ) < PARALLEL_MIN_WORK:
-        num_threads = 1
+    num_threads = threads_for(planes * (HW + PQ), num_threads)
     for pl in prange(planes, schedule='static', num_threads=num_threads):
         op = &out[0, 0, 0, 0] + pl * HW
         vp = &values[0, 0, 0, 0] + pl * PQ
@@ -86,8 +81,7 @@ cdef void depool2d_backward_kernel(floating[:, :, :, ::1] dvalues, const floatin
     cdef floating* dvp
     cdef const floating* dop
     cdef const int64_t* ap
-    if planes * PQ < PARALLEL_MIN_WORK:
-        num_threads = 1
+    num_threads = threads_for(planes * PQ, num_threads)
     for pl in prange(planes, schedule='static', num_threads=num_threads):
         dvp = &dvalues[0, 0, 0, 0] + pl * PQ
         dop = &dout[0, 0, 0, 0] + pl * HW

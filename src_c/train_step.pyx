@@ -29,7 +29,7 @@ import numpy as np
 cdef double COMPACT_MAX_KEPT = 0.8
 cdef Py_ssize_t COMPACT_MIN_ROWS = 32
 
-cdef bint _skip_zero_columns = True
+COLUMNS = ("skip-zero", "all")  # DenseTrainStep's `columns` option; "skip-zero" is the default
 
 cdef enum:
     LOSS_SOFTMAX_CROSS_ENTROPY = 0
@@ -57,13 +57,39 @@ cdef class DenseBuffers:
             self.dx = dx
 
 
+cdef check_chain(list layers, float[:, ::1] dout):
+    """Each layer's arrays fit its weights, the batch and the layer below (the kernels trust it)."""
+    cdef DenseBuffers layer
+    cdef Py_ssize_t n = dout.shape[0], inputs = 0, outputs = 0, below, i
+    for i in range(len(layers)):
+        layer = layers[i]
+        outputs, inputs = layer.w.shape[0], layer.w.shape[1]
+        below = (<DenseBuffers>layers[i - 1]).w.shape[0] if i else inputs
+        if (inputs != below or layer.dw.shape[0] != outputs or layer.dw.shape[1] != inputs
+                or layer.b.shape[0] != outputs or layer.db.shape[0] != outputs
+                or layer.y.shape[0] != n or layer.y.shape[1] != outputs or (i > 0) != layer.has_dx
+                or (layer.has_dx and (layer.dx.shape[0] != n or layer.dx.shape[1] != inputs))):
+            raise ValueError(f"DenseTrainStep: layer {i}'s arrays do not fit (w {outputs}x{inputs}, "
+                             f"batch {n}, the layer below gives {below})")
+    if dout.shape[1] != layer.w.shape[0]:
+        raise ValueError(f"DenseTrainStep: dout has {dout.shape[1]} columns, the last layer gives {layer.w.shape[0]}")
+
+
 cdef class DenseTrainStep:
     """step(x, labels, ...) -> (mean loss before the update, correct predictions).
 
     layers: DenseBuffers, first to last; dout: the loss gradient buffer (N, classes); params,
     grads: the model's flat arrays the layers' w, b, dw, db are views of; state1, state2: the
-    optimizer's flat state (SGD: velocity or None; Adam: m, v)."""
+    optimizer's flat state (SGD: velocity or None; Adam: m, v); columns: "skip-zero" lets the
+    first layer skip the batch's all-zero input columns (see COMPACT_MAX_KEPT), "all" uses every
+    column (for tests and benchmarks that compare the two).
+
+    step() checks that the optimizer state fits the update it is asked for (SGD momentum needs
+    a velocity, Adam needs m and v, all of params' size) and raises ValueError otherwise: the
+    kernels below index these arrays without checks."""
     cdef list layers
+    cdef object state_objects  # (state1, state2) as given, for uses_state()
+    cdef bint has_state1, has_state2, skip_zero
     cdef float[:, ::1] dout
     cdef float[::1] params, grads, state1, state2
     cdef int loss_kind, optimizer_kind
@@ -75,9 +101,15 @@ cdef class DenseTrainStep:
     cdef readonly Py_ssize_t last_kept_columns  # input columns the last step's GEMMs used
 
     def __init__(self, list layers, float[:, ::1] dout, float[::1] params, float[::1] grads,
-                 state1, state2, int loss_kind, int optimizer_kind):
+                 state1, state2, int loss_kind, int optimizer_kind, columns="skip-zero"):
         if not layers or not all(isinstance(b, DenseBuffers) for b in layers):
             raise TypeError("DenseTrainStep: layers must be a non-empty list of DenseBuffers")
+        if params.shape[0] != grads.shape[0]:
+            raise ValueError(f"DenseTrainStep: grads has {grads.shape[0]} elements, params {params.shape[0]}")
+        if loss_kind not in LOSS_KINDS.values() or optimizer_kind not in OPTIMIZER_KINDS.values():
+            raise ValueError(f"DenseTrainStep: unknown loss kind {loss_kind} or optimizer kind {optimizer_kind}")
+        self.columns = columns
+        check_chain(layers, dout)
         self.layers, self.dout, self.params, self.grads = layers, dout, params, grads
         self.loss_kind, self.optimizer_kind = loss_kind, optimizer_kind
         self.batch = dout.shape[0]
@@ -89,15 +121,54 @@ cdef class DenseTrainStep:
         self.wc = np.empty(outputs * inputs, np.float32)
         self.dwc = np.empty(outputs * inputs, np.float32)  # untouched (not resident) with SGD
         self.last_kept_columns = inputs
-        if state1 is not None:
+        self.state_objects = (state1, state2)
+        self.has_state1, self.has_state2 = state1 is not None, state2 is not None
+        for name, state in (("state1", state1), ("state2", state2)):
+            if state is not None and len(state) != params.shape[0]:
+                raise ValueError(f"DenseTrainStep: {name} has {len(state)} elements, params {params.shape[0]}")
+        if self.has_state1:
             self.state1 = state1
-        if state2 is not None:
+        if self.has_state2:
             self.state2 = state2
+
+    @property
+    def columns(self):
+        return "skip-zero" if self.skip_zero else "all"
+
+    @columns.setter
+    def columns(self, value):
+        if value not in COLUMNS:
+            raise ValueError(f"DenseTrainStep: columns must be one of {COLUMNS}, got {value!r:.80}")
+        self.skip_zero = value == "skip-zero"
+
+    def uses_state(self, state1, state2):
+        """True when this plan was made with these optimizer state arrays (the optimizer may
+        allocate new ones, e.g. SGD's velocity when momentum becomes > 0: make a new plan)."""
+        return self.state_objects[0] is state1 and self.state_objects[1] is state2
+
+    cdef check_update(self, double momentum, double weight_decay, long adam_step):
+        """Raise unless the optimizer state can take this update (before any nogil kernel)."""
+        if self.optimizer_kind == OPT_SGD:
+            if momentum < 0 or weight_decay < 0:
+                raise ValueError(f"DenseTrainStep: momentum and weight_decay must be >= 0, got "
+                                 f"{momentum} and {weight_decay}")
+            if momentum != 0 and not self.has_state1:
+                raise ValueError(f"DenseTrainStep: SGD momentum={momentum} needs a velocity array, "
+                                 f"and this step was made without one (make a new step after "
+                                 f"changing momentum)")
+        elif not (self.has_state1 and self.has_state2):
+            raise ValueError("DenseTrainStep: Adam needs its m and v arrays, and this step was made without them")
+        elif adam_step < 1:
+            raise ValueError(f"DenseTrainStep: Adam's step counts from 1, got {adam_step}")
 
     def step(self, const float[:, ::1] x, const int64_t[::1] labels, double lr, double momentum,
              double weight_decay, double beta1, double beta2, double eps, long adam_step,
              int num_threads):
         # The caller (Sequential.train_step) checked the shapes against this plan.
+        self.check_update(momentum, weight_decay, adam_step)
+        if x.shape[1] != (<DenseBuffers>self.layers[0]).w.shape[1]:
+            raise ValueError(f"DenseTrainStep: x has {x.shape[1]} columns, the first layer takes "
+                             f"{(<DenseBuffers>self.layers[0]).w.shape[1]}")
         if x.shape[0] != self.batch or labels.shape[0] != self.batch:
             raise ValueError(f"DenseTrainStep: the plan is for batch {self.batch}, got x "
                              f"{x.shape[0]} and labels {labels.shape[0]}")
@@ -111,7 +182,7 @@ cdef class DenseTrainStep:
                 raise ValueError(f"train_step: labels must be in [0, {classes}), got {labels[i]}")
         cdef DenseBuffers first = self.layers[0]
         cdef Py_ssize_t inputs = first.w.shape[1], outputs = first.w.shape[0], nruns = 0, kept = 0
-        cdef bint compact = _skip_zero_columns and self.batch >= COMPACT_MIN_ROWS
+        cdef bint compact = self.skip_zero and self.batch >= COMPACT_MIN_ROWS
         with nogil:
             if compact:
                 nruns = nonzero_column_runs(&x[0, 0], self.batch, inputs, &self.col_flags[0],
@@ -173,11 +244,3 @@ cdef class DenseTrainStep:
                                    lr, beta1, beta2, eps, weight_decay, num_threads)
         return loss, correct
 
-
-def set_skip_zero_columns(bint enabled):
-    """Let the first layer skip all-zero input columns (the default) or not; returns the previous
-    setting. For tests and benchmarks that compare the two."""
-    global _skip_zero_columns
-    previous = _skip_zero_columns
-    _skip_zero_columns = enabled
-    return previous

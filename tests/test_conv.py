@@ -79,7 +79,7 @@ def _raw_setup(rng, dtype, xs, ws, stride, padding):
     return x, w, b, dy, np.empty(y_shape, dtype), work
 
 
-def test_raw_backward_without_dx_and_with_col_ready(dtype, rng):
+def test_raw_backward_without_dx_and_with_col_from_forward(dtype, rng):
     xs, ws, stride, padding = (3, 2, 9, 8), (4, 2, 3, 2), (2, 1), (1, 0)
     x, w, b, dy, y, work = _raw_setup(rng, dtype, xs, ws, stride, padding)
     _, want_dw, want_db = ref.conv2d_backward(dy, x, w, stride, padding)
@@ -92,7 +92,7 @@ def test_raw_backward_without_dx_and_with_col_ready(dtype, rng):
     _conv.conv2d_forward(y, x, w, b, 2, 1, 1, 0, work["col"], work["tmp"], 2)
     dx = np.full_like(x, np.nan)
     _conv.conv2d_backward(dx, dw, db, dy, x, w, 2, 1, 1, 0, work["col"], work["tmp"],
-                          work["dwt"], 2, col_ready=True)
+                          work["dwt"], 2, col_state=_conv.ColState.COL_FROM_FORWARD)
     np.testing.assert_allclose(dw, want_dw, **TOL[dtype])
     np.testing.assert_allclose(dx, ref.conv2d_backward(dy, x, w, stride, padding)[0], **TOL[dtype])
 

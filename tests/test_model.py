@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import _train_step
 from fastnn import (MSE, SGD, Adam, BinaryCrossEntropy, Conv2D, Dense, Flatten, MaxPool2D,
                     MaxUnpool2D, RandomSearch, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh)
 
@@ -351,12 +350,10 @@ def test_fused_step_skips_zero_columns_only_where_it_pays_and_never_hides_nan(rn
     dense_x = rng.random((64, 12), dtype=np.float32) + 0.5
     model.train_step(dense_x, y)  # no all-zero column
     assert model._fused_steps[64].last_kept_columns == 12
-    previous = _train_step.set_skip_zero_columns(False)
-    try:
-        model.train_step(x, y)
-        assert model._fused_steps[64].last_kept_columns == 12
-    finally:
-        _train_step.set_skip_zero_columns(previous)
+    model._fused_steps[64].columns = "all"
+    model.train_step(x, y)
+    assert model._fused_steps[64].last_kept_columns == 12
+    model._fused_steps[64].columns = "skip-zero"
     # A NaN weight on a skipped column: the full GEMM runs, so the loss shows it (as the layer
     # path's 0 * NaN does) instead of training on silently.
     model.layers[0].params["w"][3, 0] = np.nan

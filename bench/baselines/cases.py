@@ -195,7 +195,8 @@ def _conv_step(who, x, w, b, dy, need_dx):
         def step():
             t = fastnn.get_num_threads()
             fwd(y, x, w, b, 1, 1, 0, 0, ws["col"], ws["tmp"], t)
-            bwd(dx, dw, db, dy, x, w, 1, 1, 0, 0, ws["col"], ws["tmp"], ws["dwt"], t, True)
+            bwd(dx, dw, db, dy, x, w, 1, 1, 0, 0, ws["col"], ws["tmp"], ws["dwt"], t,
+                _conv.ColState.COL_FROM_FORWARD)
         return step
     if who == "torch":
         from . import torch_nets

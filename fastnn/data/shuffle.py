@@ -21,9 +21,15 @@ the output bytes depend on the seed alone: not on memory_limit, temp_dir or the 
 Atomic: the output is written to a temp file in a private folder beside out_path, fsynced and
 renamed; a killed or failed run leaves no file at out_path. Bucket files live in that folder
 (or one in temp_dir). Both are removed on success or error; a SIGKILL leaves them behind as
-".fastnn-shuffle-<pid>-*", and the next write_shuffled into that folder removes those whose
-process is gone.
+".fastnn-shuffle-<pid>-*", and the next write_shuffled into that folder removes them. It
+removes only folders whose lock is free: each run holds an exclusive flock on the "lock" file
+inside its folders for the whole shuffle, and the kernel drops it when the process dies. PIDs
+prove nothing across containers sharing a volume (another PID namespace), a lock does.
+
+out_path must not be (or resolve to, through links) images_path or labels_path: ValueError.
 """
+import contextlib
+import fcntl
 import numbers
 import os
 import re
@@ -34,10 +40,13 @@ import zlib
 
 import numpy as np
 
+from ..atomic import refuse_overwriting_inputs
 from .idx import IdxError, IdxReader
 from .shuffled_format import MAX_EPOCHS, Layout
 
 _WORK_PREFIX = ".fastnn-shuffle-"
+_CLAIM_PREFIX = ".fastnn-shuffle-claim-"  # a folder before its lock is taken: never swept
+_LOCK = "lock"
 _MIN_CHUNK = 64          # records per source chunk at the smallest memory limit
 
 
@@ -58,6 +67,8 @@ def write_shuffled(images_path, labels_path, out_path, epochs, seed=0, memory_li
     if not _is_int(memory_limit):
         raise ValueError(f"write_shuffled: memory_limit must be an int (bytes), got {memory_limit!r}")
     epochs, seed, memory_limit = int(epochs), int(seed), int(memory_limit)
+    refuse_overwriting_inputs("write_shuffled", "out_path", out_path, images_path=images_path,
+                              labels_path=labels_path)
     with _open_source(images_path, "images_path") as images, \
             _open_source(labels_path, "labels_path") as labels:
         if images.file_dtype != np.uint8 or len(images.shape) != 3:
@@ -79,10 +90,9 @@ def write_shuffled(images_path, labels_path, out_path, epochs, seed=0, memory_li
             _sweep_stale(folder)
         # The output's temp file lives in a private folder beside out_path (a rename never
         # crosses filesystems), so a killed run leaves one folder that the next run removes.
-        work = tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-", dir=out_dir)
-        buckets = work if temp_dir is None else \
-            tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-", dir=scratch)
-        try:
+        with contextlib.ExitStack() as held:
+            work = held.enter_context(_work_folder(out_dir))
+            buckets = work if temp_dir is None else held.enter_context(_work_folder(scratch))
             tmp = os.path.join(work, "out.tmp")
             with open(tmp, "wb") as out:
                 out.seek(layout.data_offset)
@@ -98,9 +108,6 @@ def write_shuffled(images_path, labels_path, out_path, epochs, seed=0, memory_li
                 os.fsync(out.fileno())
             os.replace(tmp, out_path)
             _fsync_dir(out_dir)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-            shutil.rmtree(buckets, ignore_errors=True)
     return layout
 
 
@@ -108,22 +115,45 @@ def _is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _sweep_stale(folder):
-    """Remove work folders left by shuffles that were killed (their process no longer exists)."""
-    for name in os.listdir(folder):
-        m = re.fullmatch(re.escape(_WORK_PREFIX) + r"(\d+)-\w+", name)
-        if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
-            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
-
-
-def _alive(pid):
+@contextlib.contextmanager
+def _work_folder(parent):
+    """A private folder in `parent`, locked (see the module docstring) until it is removed.
+    It is made under a claim name and renamed once locked, so a sweep never sees it unlocked."""
+    claim = tempfile.mkdtemp(prefix=f"{_CLAIM_PREFIX}{os.getpid()}-", dir=parent)
+    lock = os.open(os.path.join(claim, _LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        folder = os.path.join(parent, _WORK_PREFIX + os.path.basename(claim)[len(_CLAIM_PREFIX):])
+        os.rename(claim, folder)
+        claim = folder
+        yield folder
+    finally:
+        shutil.rmtree(claim, ignore_errors=True)  # removed while still locked
+        os.close(lock)
+
+
+def _sweep_stale(folder):
+    """Remove work folders left by shuffles that were killed: those whose lock is free."""
+    for name in os.listdir(folder):
+        if re.fullmatch(re.escape(_WORK_PREFIX) + r"\d+-\w+", name):
+            _remove_if_unlocked(os.path.join(folder, name))
+
+
+def _remove_if_unlocked(work):
+    """Remove `work` when no process holds its lock (a folder without a lock file is not
+    proven stale and stays)."""
+    try:
+        lock = os.open(os.path.join(work, _LOCK), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return  # a live shuffle
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    finally:
+        os.close(lock)
 
 
 def _fsync_dir(folder):

@@ -67,6 +67,13 @@ def pair(op, name, value, minimum=1):
     return v, v
 
 
+def choice(op, name, value, choices):
+    """choices[value]: `choices` maps each accepted name to what the kernel takes."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{op}: {name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return choices[value]
+
+
 def finite_float(op, name, value, minimum=None):
     """A real number (optionally >= minimum)."""
     try:

@@ -7,10 +7,14 @@ layer allocates once at build time and then calls the raw kernels directly:
     ws = conv2d_workspace(x_shape, w_shape, stride, padding, dtype)
     _conv.conv2d_forward(y, x, w, b, sh, sw, ph, pw, ws["col"], ws["tmp"], num_threads)
     _conv.conv2d_backward(dx_or_None, dw, db, dy, x, w, sh, sw, ph, pw, ws["col"], ws["tmp"],
-                          ws["dwt"], num_threads, col_ready=True)
+                          ws["dwt"], num_threads, col_state=_conv.ColState.COL_FROM_FORWARD)
 
-col_ready=True skips backward's im2col; pass it only when the layer's last conv2d_forward on
+COL_FROM_FORWARD skips backward's im2col; pass it only when the layer's last conv2d_forward on
 this workspace saw the same x (the usual forward-then-backward of one batch).
+
+Each piece (forward, dW, dX) runs the direct kernels or im2col + GEMM by fixed rules
+(`conv2d_algorithms` tells which; docs/kernels.md states them). paths="plain" forces im2col +
+GEMM everywhere: the reference the direct kernels are tested against.
 """
 import numpy as np
 
@@ -18,9 +22,11 @@ from .. import _conv
 from .._runtime import get_num_threads
 from . import _check as check
 
-__all__ = ["conv2d_forward", "conv2d_backward", "conv2d_output_shape", "conv2d_workspace"]
+__all__ = ["conv2d_forward", "conv2d_backward", "conv2d_output_shape", "conv2d_workspace",
+           "conv2d_algorithms"]
 
 _INT_MAX = 2**31 - 1  # OpenBLAS (LP64) takes int sizes and leading dimensions
+PATHS = {"fast": _conv.ConvPaths.FAST_PATHS, "plain": _conv.ConvPaths.PLAIN_PATH}
 
 
 def _shape4(op, name, shape):
@@ -74,13 +80,29 @@ def conv2d_workspace(x_shape, w_shape, stride=1, padding=0, dtype=np.float32):
             "dwt": np.empty((c * r * s, k), dtype)}
 
 
-def conv2d_forward(x, w, b, stride=1, padding=0, out=None):
+def conv2d_algorithms(x_shape, w_shape, stride=1, padding=0, dtype=np.float32, need_dx=True,
+                      paths="fast"):
+    """{"forward", "dw", "dx": "direct", "im2col" or None}: the algorithm each piece of conv2d
+    runs for these sizes (dx is None when need_dx is False), from the kernels' own dispatch."""
+    op = "conv2d_algorithms"
+    x_shape, w_shape = _shape4(op, "x_shape", x_shape), _shape4(op, "w_shape", w_shape)
+    strides, pads, _ = _geometry(op, x_shape, w_shape, stride, padding)
+    dtype = np.dtype(dtype)
+    if dtype not in check.FLOAT_DTYPES:
+        raise TypeError(f"{op}: dtype must be float32 or float64, got {dtype}")
+    return _conv.conv2d_algorithms(x_shape, w_shape, strides, pads, dtype.name,
+                                   need_dx=bool(need_dx), paths=check.choice(op, "paths", paths, PATHS))
+
+
+def conv2d_forward(x, w, b, stride=1, padding=0, out=None, paths="fast"):
     """x (N, C, H, W), w (K, C, R, S), b (K,) -> y (N, K, P, Q).
 
     stride, padding: int or (height, width) pair. Non-contiguous inputs are copied.
+    paths: "fast" (the default) or "plain" (im2col + GEMM only; see conv2d_algorithms).
     Allocates its scratch each call; layers use conv2d_workspace and fastnn._conv instead.
     """
     op = "conv2d_forward"
+    path = check.choice(op, "paths", paths, PATHS)
     x = check.float_array(op, "x", x, 4)
     w = check.float_array(op, "w", w, 4)
     b = check.float_array(op, "b", b, 1)
@@ -89,17 +111,20 @@ def conv2d_forward(x, w, b, stride=1, padding=0, out=None):
     check.shape_is(op, "b", b, (w.shape[0],))
     y = check.output(op, "out", out, y_shape, dtype)
     ws = conv2d_workspace(x.shape, w.shape, stride, padding, dtype)
-    _conv.conv2d_forward(y, x, w, b, sh, sw, ph, pw, ws["col"], ws["tmp"], get_num_threads())
+    _conv.conv2d_forward(y, x, w, b, sh, sw, ph, pw, ws["col"], ws["tmp"], get_num_threads(),
+                         paths=path)
     return y
 
 
-def conv2d_backward(dy, x, w, stride=1, padding=0, need_dx=True):
+def conv2d_backward(dy, x, w, stride=1, padding=0, need_dx=True, paths="fast"):
     """dy (N, K, P, Q), x (N, C, H, W), w (K, C, R, S) -> (dx, dw, db) of sum(y * dy).
 
-    dx is None when need_dx is False (a first layer: skips the dX GEMM and col2im).
+    dx is None when need_dx is False (a first layer: no dX is computed).
     stride, padding: int or (height, width) pair. Non-contiguous inputs are copied.
+    paths: as conv2d_forward's.
     """
     op = "conv2d_backward"
+    path = check.choice(op, "paths", paths, PATHS)
     dy = check.float_array(op, "dy", dy, 4)
     x = check.float_array(op, "x", x, 4)
     w = check.float_array(op, "w", w, 4)
@@ -110,5 +135,5 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, need_dx=True):
     dw, db = np.empty(w.shape, dtype), np.empty(w.shape[0], dtype)
     ws = conv2d_workspace(x.shape, w.shape, stride, padding, dtype)
     _conv.conv2d_backward(dx, dw, db, dy, x, w, sh, sw, ph, pw, ws["col"], ws["tmp"], ws["dwt"],
-                          get_num_threads())
+                          get_num_threads(), paths=path)
     return dx, dw, db

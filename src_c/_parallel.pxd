@@ -1,0 +1,26 @@
+# When a kernel pass is worth splitting over OpenMP threads: the one definition, cimported by
+# every kernel module. Below these sizes a pass runs on one thread, because waking the pool and
+# splitting the work cost more than the second core gives on tiny layers (pytorch#144633).
+#
+# Two per-pass values, since the first kernels (commit f5b97d6), kept as they were so that no op
+# changes its thread count (no measurement was recorded for either value):
+#   PARALLEL_MIN_WORK    a pass that does a few operations per element touched (conv im2col and
+#                        col2im, pooling windows, softmax rows, the dense bias + activation)
+#   PARALLEL_MIN_STREAM  a pure streaming pass of one to three operations per element
+#                        (activations, optimizer updates): twice the elements for the same work
+# and one per GEMM, counted in multiply-adds rather than elements (gemm_parallel in _blas.pxd):
+#   GEMM_PARALLEL_MIN_WORK
+cdef enum:
+    PARALLEL_MIN_WORK = 32768
+    PARALLEL_MIN_STREAM = 65536
+    GEMM_PARALLEL_MIN_WORK = 1 << 18
+
+
+cdef inline int threads_for(Py_ssize_t work, int num_threads) noexcept nogil:
+    # num_threads for a pass touching `work` elements, 1 below PARALLEL_MIN_WORK
+    return num_threads if work >= PARALLEL_MIN_WORK else 1
+
+
+cdef inline int threads_for_stream(Py_ssize_t n, int num_threads) noexcept nogil:
+    # num_threads for a streaming pass over n elements, 1 below PARALLEL_MIN_STREAM
+    return num_threads if n >= PARALLEL_MIN_STREAM else 1
