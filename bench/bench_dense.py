@@ -8,7 +8,7 @@ import pytest
 
 from fastnn import _dense
 
-from roofline import run_and_record
+from roofline import fma_fractions, run_and_record
 
 
 @pytest.mark.benchmark(group="dense-forward-backward")
@@ -49,7 +49,8 @@ def test_gemm_small_vs_openblas(benchmark, threads, impl, label, ta, tb, m, n, k
     benchmark.pedantic(_dense.sgemm, args=(ta, tb, 1.0, a, b, 0.0, c, impl),
                        rounds=200, warmup_rounds=20, iterations=10)
     if not benchmark.disabled:
-        benchmark.extra_info["gflops"] = round(2 * m * n * k / benchmark.stats.stats.median / 1e9, 1)
+        gflops = 2 * m * n * k / benchmark.stats.stats.median / 1e9
+        benchmark.extra_info.update(gflops=round(gflops, 1), **fma_fractions(gflops, 1))
 
 
 # The mlp preset's one-call train step on real MNIST batches (the bundled subset), with its first

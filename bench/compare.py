@@ -1,6 +1,7 @@
-"""fastnn vs PyTorch (CPU) vs plain numpy, side by side in one process run.
+"""fastnn vs PyTorch (CPU), plain numpy and the optional peers, side by side in one run.
 
     python bench/compare.py [--threads 1 2] [--repeats 5] [--steps N] [--json OUT]
+                            [--peers jax,onnxruntime,sklearn] [--peer-python PEER=PYTHON ...]
     python bench/compare.py --accuracy [--epochs 2]
 
 Same architecture, float32, batch, initial weights (fastnn's, copied into the peers), one fixed
@@ -11,8 +12,14 @@ noise hits all of them; every number is the median of the repeats. Wall clock on
 Peak RSS: each contender in a fresh subprocess (see rss_child). PyTorch columns are skipped with
 a note when torch is not importable: it is never a fastnn dependency (benchmark venv only:
 `pip install torch==2.13.0`, the CPU build).
+The optional peers (JAX jit step and lax.scan epoch, ONNX Runtime inference, scikit-learn's
+MLPClassifier) each run in a worker process started by the interpreter that has them
+(bench/baselines/peers.py), alternating with the others in the same rotation; a peer that is
+not installed is skipped with a one-line note. How to run and read it: docs/performance.md.
 """
 import argparse
+import contextlib
+import functools
 import json
 import os
 import statistics
@@ -24,12 +31,12 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from baselines import cases, spec_of, weights_of  # noqa: E402
+import fma_peak  # noqa: E402
+from baselines import cases, peers, spec_of, train_flops, weights_of  # noqa: E402
 from baselines.cases import thread_limit  # noqa: E402
+from compare_report import kernel_table, overhead_table, table  # noqa: E402
+from noise import OthersCpu  # noqa: E402
 
-TRAIN_TARGETS = {("nielsen", "torch"): 10, ("nielsen", "numpy"): 3, ("mlp", "torch"): 3,
-                 ("mlp", "numpy"): 1.5, ("lenet", "torch"): 2, ("spiral", "torch"): 20}
-INFER_TARGETS = {("lenet", 1): 3, ("lenet", 1000): 2}  # vs torch
 INFER_BATCHES = (1, 64, 1000)
 DEFAULT_STEPS = {"nielsen": 2000, "mlp": 300, "lenet": 10, "spiral": 2000}
 OVERHEAD_TARGET_US = 20
@@ -37,7 +44,6 @@ OVERHEAD_TARGET_US = 20
 # ~1 ms) and would steal the cores the next contender needs.
 SETTLE = 0.25
 MEASURE_SECONDS = 0.15  # target length of one inference/kernel measurement
-NOISY = 0.05  # other processes' CPU share above which a measurement is flagged
 
 
 def alternate(fns, threads, repeats):
@@ -76,34 +82,22 @@ def median(xs):
     return statistics.median(xs)
 
 
-class OthersCpu:
-    """CPU share other processes took while the block ran (a shared 2-core machine): machine busy
-    time from /proc/stat minus this process's own CPU time, over elapsed * cores."""
-
-    @staticmethod
-    def _busy_seconds():
-        with open("/proc/stat") as f:
-            ticks = [int(v) for v in f.readline().split()[1:]]
-        return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
-
-    def __enter__(self):
-        t = os.times()
-        self.start = (time.perf_counter(), self._busy_seconds(), t.user + t.system)
-        return self
-
-    def __exit__(self, *exc):
-        t = os.times()
-        wall, busy, ours = (b - a for a, b in zip(self.start, (time.perf_counter(), self._busy_seconds(),
-                                                             t.user + t.system)))
-        self.share = max(0.0, busy - ours) / (wall * os.cpu_count())
-
-
-def noise_note(share):
-    return f"others used {share:.0%} of the CPUs" + ("  NOISY: numbers unreliable" if share > NOISY else "")
-
-
 # -- training and inference ---------------------------------------------------------------------
-def measure_workload(name, whos, threads, repeats, steps):
+def start_workers(stack, peer_names, name, threads, steps, pythons):
+    """The optional peers' worker processes for one workload (closed by `stack`), and a note for
+    each peer that cannot run it (not expressible: sklearn has no convolution)."""
+    workers, notes = [], []
+    model = cases.fastnn_model(name)  # seed 0: the initial weights every contender starts from
+    for peer in peer_names:
+        try:
+            workers.append(stack.enter_context(peers.Worker(
+                peer, model, name, threads, steps, MEASURE_SECONDS, peers.interpreter(peer, pythons))))
+        except peers.PeerError as e:
+            notes.append(f"note: {peer} skipped on {name} t={threads}: {e}")
+    return workers, notes
+
+
+def measure_workload(name, whos, threads, repeats, steps, peer_names=(), pythons=None):
     batch = cases.WORKLOADS[name]
     data = cases.batches(name, steps)
     trainers, predictors = {}, {}
@@ -129,21 +123,43 @@ def measure_workload(name, whos, threads, repeats, steps):
             return (time.perf_counter() - start) / len(data)
         return run
 
-    with OthersCpu() as train_noise:
-        train = alternate({w: epoch(s) for w, s in trainers.items()}, threads, repeats)
-    result = {"workload": name, "threads": threads, "batch": batch, "steps": steps,
-              "step_us": {w: median(t) * 1e6 for w, t in train.items()},
-              "samples_per_s": {w: batch / median(t) for w, t in train.items()},
-              "infer_images_per_s": {}, "train_seconds_all": train, "others_cpu_train": train_noise.share}
-    result["others_cpu_infer"] = {}
-    for b in INFER_BATCHES:
-        x = cases.samples(name, b)[0]
-        with OthersCpu() as noise:
-            fns = {w: calibrated(lambda p=p: p(x), w, threads) for w, p in predictors.items()}
-            times = alternate(fns, threads, repeats)
-        result["infer_images_per_s"][b] = {w: b / median(t) for w, t in times.items()}
-        result["others_cpu_infer"][b] = noise.share
+    with contextlib.ExitStack() as stack:
+        workers, notes = start_workers(stack, peer_names, name, threads, steps, pythons)
+        pids = [w.pid for w in workers]
+        train_fns = {w: epoch(s) for w, s in trainers.items()}
+        for worker in workers:  # each returns seconds per step, timed inside its process
+            train_fns.update({m: functools.partial(worker.train, m) for m in worker.train_modes})
+        with OthersCpu(pids) as train_noise:
+            train = alternate(train_fns, threads, repeats)
+        result = {"workload": name, "threads": threads, "batch": batch, "steps": steps,
+                  "step_us": {w: median(t) * 1e6 for w, t in train.items()},
+                  "samples_per_s": {w: batch / median(t) for w, t in train.items()},
+                  "infer_images_per_s": {}, "train_seconds_all": train, "others_cpu_train": train_noise.share,
+                  "peer_notes": notes, "peer_versions": {w.peer: w.versions for w in workers}}
+        result["others_cpu_infer"] = {}
+        for b in INFER_BATCHES:
+            x = cases.samples(name, b)[0]
+            with OthersCpu(pids) as noise:
+                fns = {w: calibrated(lambda p=p: p(x), w, threads) for w, p in predictors.items()}
+                for worker in workers:
+                    fns.update({m: functools.partial(worker.infer, m, b) for m in worker.infer_modes})
+                times = alternate(fns, threads, repeats)
+            result["infer_images_per_s"][b] = {w: b / median(t) for w, t in times.items()}
+            result["others_cpu_infer"][b] = noise.share
+    if "fastnn" in whos:  # the FMA work of a step, against the machine's measured limit
+        result["step_flops"] = train_flops(spec_of(cases.fastnn_model(name))) * batch
+        result["fma_peak"] = measured_peak(threads)
     return result
+
+
+def measured_peak(threads):
+    """{width: GFLOP/s} of bench/fma_peak.py at `threads` threads (str keys, JSON-safe) and the
+    others' CPU share while it ran ("others_cpu"), or {"note": why not}."""
+    try:
+        peak = fma_peak.measure(threads)
+    except fma_peak.PeakUnavailable as e:
+        return {"note": str(e)}
+    return {**{str(w): g for w, g in peak.gflops.items() if g is not None}, "others_cpu": peak.others_cpu}
 
 
 def measure_kernels(whos, threads, repeats):
@@ -273,60 +289,6 @@ def measure_rss(name, whos, threads, steps):
         return out
 
 
-# -- the table --------------------------------------------------------------------------------------
-def verdict(ratio, target):
-    return "" if target is None else f"{'PASS' if ratio >= target else 'MISS'} (>= {target}x)"
-
-
-def table(r):
-    lines, fast = [], r["samples_per_s"]["fastnn"]
-    head = f"{r['workload']:8} t={r['threads']}"
-    lines.append(f"{head} train (batch {r['batch']}, {r['steps']} steps): " + ", ".join(
-        f"{w} {v:,.0f} samples/s = {r['step_us'][w]:,.1f} us/step" for w, v in r["samples_per_s"].items())
-        + f"  [{noise_note(r['others_cpu_train'])}]")
-    for peer in ("torch", "numpy"):
-        if peer in r["samples_per_s"]:
-            ratio = fast / r["samples_per_s"][peer]
-            lines.append(f"{head}   train fastnn/{peer:5} {ratio:7.2f}x  "
-                         f"{verdict(ratio, TRAIN_TARGETS.get((r['workload'], peer)))}")
-    for b, d in r["infer_images_per_s"].items():
-        ratios = "  ".join(f"fastnn/{p} {d['fastnn'] / d[p]:6.2f}x" for p in ("torch", "numpy") if p in d)
-        target = INFER_TARGETS.get((r["workload"], b))
-        v = verdict(d["fastnn"] / d["torch"], target) if "torch" in d else ""
-        lines.append(f"{head} infer b={b:<4} " + ", ".join(f"{w} {v_:,.0f}" for w, v_ in d.items())
-                     + f" img/s  {ratios}  {v}  [{noise_note(r['others_cpu_infer'][b])}]")
-    for who, m in r.get("rss_mb", {}).items():
-        if "error" in m:
-            lines.append(f"{head} RSS {who}: failed {m['error']}")
-        else:
-            lines.append(f"{head} RSS {who:6} growth over python+numpy+data ({m['base_mb']:.0f} MB): "
-                         f"train +{m['train_peak_mb'] - m['base_mb']:.0f} MB, "
-                         f"+infer b=1000 +{m['infer1000_peak_mb'] - m['base_mb']:.0f} MB "
-                         f"(process peaks {m['train_peak_mb']:.0f} / {m['infer1000_peak_mb']:.0f} MB)")
-    return "\n".join(lines)
-
-
-def kernel_table(threads, k):
-    lines = [f"kernel   t={threads} [{noise_note(k['others_cpu'])}]"]
-    for case, d in k.items():
-        if case == "others_cpu":
-            continue
-        ratios = "  ".join(f"{p}/fastnn {d[p] / d['fastnn']:5.2f}x" for p in ("torch", "numpy") if p in d)
-        lines.append(f"kernel   t={threads} {case} fwd+bwd: " + ", ".join(f"{w} {v:,.0f} us" for w, v in d.items())
-                     + f"  (speed-up {ratios})")
-    return "\n".join(lines)
-
-
-def overhead_table(o):
-    kern = ", ".join(f"{k} {v:.1f}" for k, v in o["per_kernel_us"].items())
-    meth = ", ".join(f"{k} {v:.1f}" for k, v in o["per_method_us"].items())
-    return (f"overhead t={o['threads']} {o['workload']} train_step {o['train_step_us']:.1f} us, raw kernel calls "
-            f"{o['raw_kernels_us']:.1f} us -> Python overhead {o['overhead_us']:.1f} us "
-            f"{'PASS' if o['overhead_us'] <= OVERHEAD_TARGET_US else 'MISS'} (<= {OVERHEAD_TARGET_US} us)  "
-            f"[{noise_note(o['others_cpu'])}]\n"
-            f"           each kernel alone (us): {kern}\n           each model method (us): {meth}")
-
-
 # -- accuracy ---------------------------------------------------------------------------------------
 def accuracy(whos, epochs, threads):
     """mlp on real MNIST: same initial weights and shuffled order for every contender."""
@@ -369,6 +331,22 @@ def versions(whos):
     return v
 
 
+def usable_peers(selected, pythons, skip=False):
+    """The selected peers whose interpreter has them; a one-line note for each other one."""
+    if skip:
+        if selected:
+            print("note: --accuracy compares fastnn, torch and numpy only; the optional peers are skipped")
+        return []
+    usable = []
+    for peer in selected:
+        note = peers.availability(peer, peers.interpreter(peer, pythons))
+        if note:
+            print(note)
+        else:
+            usable.append(peer)
+    return usable
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -380,15 +358,24 @@ def main():
     parser.add_argument("--accuracy", action="store_true", help="only: mlp accuracy on real MNIST")
     parser.add_argument("--epochs", type=int, default=2, help="--accuracy epochs")
     parser.add_argument("--json", help="write all results here")
+    parser.add_argument("--peers", default=",".join(peers.PEERS),
+                        help="optional peers, comma-separated (default: all; '' for none)")
+    parser.add_argument("--peer-python", action="append", metavar="PEER=PYTHON",
+                        help="the interpreter (venv) that has PEER, e.g. jax=/work/venv-jax/bin/python")
     parser.add_argument("--rss-child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
         name, who, threads, steps, spec_dir = args.rss_child
         return rss_child(name, who, int(threads), int(steps), spec_dir)
+    try:
+        selected, pythons = peers.parse_selection(args.peers), peers.parse_pythons(args.peer_python)
+    except ValueError as e:
+        parser.error(str(e))  # one line, exit code 2
     whos = [w for w in cases.CONTENDERS if cases.available(w)]
     if "torch" not in whos:
         print("note: torch is not importable here; PyTorch columns skipped "
               "(pip install torch==2.13.0 in a benchmark venv)")
+    peer_names = usable_peers(selected, pythons, skip=args.accuracy)
     report = {"versions": versions(whos), "data": cases.samples("mlp", 10)[2], "command": sys.argv}
     print("versions:", report["versions"], "| data:", report["data"], flush=True)
     if args.accuracy:
@@ -398,14 +385,18 @@ def main():
         for threads in args.threads:
             for name in args.workloads:
                 steps = args.steps or DEFAULT_STEPS[name]
-                r = measure_workload(name, whos, threads, args.repeats, steps)
+                r = measure_workload(name, whos, threads, args.repeats, steps, peer_names, pythons)
                 if not args.no_rss:
                     r["rss_mb"] = measure_rss(name, whos, threads, steps)
                 report["results"].append(r)
+                new_versions = {p: v for p, v in r["peer_versions"].items() if p not in report["versions"]}
+                if new_versions:  # each peer's versions once, as the workers report them
+                    report["versions"].update(new_versions)
+                    print("versions:", new_versions, flush=True)
                 print(table(r), flush=True)
             if not args.no_kernels:
                 report["kernels"][threads] = measure_kernels(whos, threads, args.repeats)
-                print(kernel_table(threads, report["kernels"][threads]), flush=True)
+                print(kernel_table(threads, report["kernels"][threads], measured_peak(threads)), flush=True)
             for name in ("nielsen", "spiral"):
                 report["overhead"].append(step_overhead(name, threads, args.repeats))
                 print(overhead_table(report["overhead"][-1]), flush=True)

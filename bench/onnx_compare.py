@@ -22,7 +22,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from baselines import cases  # noqa: E402
-from compare import OthersCpu, alternate, calibrated, median, noise_note  # noqa: E402
+from compare import alternate, calibrated, median  # noqa: E402
+from compare_report import noise_note  # noqa: E402
+from noise import OthersCpu  # noqa: E402
 
 BATCHES = (1, 64, 1000)
 THREADS = (1, 2)

@@ -5,6 +5,12 @@ same transposes and thread count), measured in the same run: the best a kernel b
 GEMM per product can expect, so `ratio` = kernel GFLOP/s / roofline GFLOP/s shows what its
 non-GEMM passes (im2col, col2im, bias, transposes) cost. Wall clock only (time.perf_counter):
 process_time sums CPU over OpenMP threads.
+
+numpy's sgemm itself reaches only part of what the CPU can do, so each kernel also reports
+`fraction_of_fma_peak`: its GFLOP/s over the measured float32 FMA peak of the widest vectors the
+CPU has, at the same thread count (bench/fma_peak.py), and the same per vector width in
+`fraction_of_fma_peak_by_width` (fastnn's AVX2 kernels against the 256-bit peak, say).
+`python bench/kernel_table.py BENCH.json` prints them as a table.
 """
 import statistics
 import time
@@ -13,6 +19,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import fastnn
+
+import fma_peak
 
 ROUNDS = 30  # timed rounds per benchmark and per roofline
 
@@ -49,6 +57,21 @@ def gemm_roofline(gemms, num_threads, rounds=ROUNDS, settle=0.5):
     return gemm_flops(gemms) / statistics.median(times[2:]) / 1e9
 
 
+def fma_fractions(gflops, num_threads):
+    """extra_info entries: `gflops` over the machine's measured FMA peak at num_threads threads
+    (empty, with a note, when no C compiler can build the peak benchmark)."""
+    try:
+        measured = fma_peak.measure(num_threads)
+    except fma_peak.PeakUnavailable as e:
+        return {"fma_peak_note": str(e)}
+    peaks = measured.gflops
+    width, peak = fma_peak.widest(peaks)
+    return {"fma_peak_gflops": {str(w): g for w, g in peaks.items() if g is not None},
+            "fma_peak_others_cpu": round(measured.others_cpu, 3), "fma_peak_width": width, "fraction_of_fma_peak": round(gflops / peak, 3),
+            "fraction_of_fma_peak_by_width": {str(w): round(gflops / g, 3) for w, g in peaks.items()
+                                              if g is not None}}
+
+
 def run_and_record(benchmark, fn, gemms, num_threads, rounds=ROUNDS):
     """Benchmarks fn() (one call per round) and records GFLOP/s vs its GEMM roofline.
 
@@ -62,4 +85,4 @@ def run_and_record(benchmark, fn, gemms, num_threads, rounds=ROUNDS):
     gflops = gemm_flops(gemms) / benchmark.stats.stats.median / 1e9
     benchmark.extra_info.update(threads=num_threads, gflops=round(gflops, 1),
                                 roofline_gflops=round(roofline, 1),
-                                ratio=round(gflops / roofline, 3))
+                                ratio=round(gflops / roofline, 3), **fma_fractions(gflops, num_threads))

@@ -26,3 +26,24 @@ def spec_of(model):
 def weights_of(model):
     """Copies of the parameters: w then b for each layer that has them."""
     return [np.array(layer.params[name]) for layer in model.layers for name in layer.param_shapes]
+
+
+def train_flops(spec):
+    """Floating-point operations of one training step per sample in the convolutions and dense
+    products: forward, dW, and dX for every layer but the first with parameters (nothing needs
+    the input's gradient). Element-wise passes (bias, activation, pool, loss, SGD) not counted:
+    this is the FMA work, the part the machine's FMA peak bounds."""
+    total, first, shape = 0, True, spec["input_shape"]
+    for layer in spec["layers"]:
+        if layer["kind"] == "Dense":
+            macs = int(np.prod(shape)) * layer["units"]
+        elif layer["kind"] == "Conv2D":
+            k, (r, s) = layer["filters"], layer["kernel_size"]
+            macs = k * shape[0] * r * s * int(np.prod(layer["output_shape"][1:]))
+        else:
+            macs = 0
+        if macs:
+            total += 2 * macs * (2 if first else 3)
+            first = False
+        shape = layer["output_shape"]
+    return total

@@ -17,6 +17,7 @@ import sys
 import numpy as np
 
 from . import numpy_nets, spec_of, weights_of
+from .peers import PEERS
 
 WORKLOADS = {"nielsen": 10, "mlp": 100, "lenet": 64, "spiral": 30}  # name -> batch size
 CONTENDERS = ("fastnn", "torch", "numpy")
@@ -123,6 +124,8 @@ def thread_limit(who, threads):
             yield
         finally:
             torch.set_num_threads(before)
+    elif who in PEERS:  # an optional peer's worker process pins its own threads
+        yield
     else:
         with numpy_blas_controller().limit(limits=threads):
             yield
@@ -165,6 +168,18 @@ def kernel_step(who, case, seed=0):
     p = w_or_pool
     dy = rng.standard_normal(x_shape[:2] + (x_shape[2] // p[0], x_shape[3] // p[1]), dtype=np.float32)
     return _pool_step(who, x, p, dy)
+
+
+def kernel_flops(case):
+    """GEMM flops of one forward + backward of a conv case (dX only where training needs it);
+    None for pools, which do no multiply-adds."""
+    x_shape, w_shape, need_dx = KERNELS[case]
+    if not case.startswith("conv"):
+        return None
+    n, c, h, w = x_shape
+    k, _, r, s = w_shape
+    macs = k * c * r * s * n * (h - r + 1) * (w - s + 1)
+    return 2 * macs * (3 if need_dx else 2)
 
 
 def _conv_step(who, x, w, b, dy, need_dx):
