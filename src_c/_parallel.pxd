@@ -9,11 +9,17 @@
 #   PARALLEL_MIN_STREAM  a pure streaming pass of one to three operations per element
 #                        (activations, optimizer updates): twice the elements for the same work
 # and one per GEMM, counted in multiply-adds rather than elements (gemm_parallel in _blas.pxd):
-#   GEMM_PARALLEL_MIN_WORK
+#   GEMM_PARALLEL_MIN_WORK   2^23 (8.4M): splitting the mlp preset's GEMMs (100x50x784 = 3.9M)
+#                            made its step slower, with idle threads sleeping between regions
+#                            (fastnn's default wait policy, _openmp_env.py) and even with them
+#                            spinning: `fastnn train --model mlp --epochs 1`, 2 threads, 0.22-0.26 s
+#                            (passive) and 0.14-0.17 s (spin) at 2^18, 0.14-0.15 s with both at
+#                            2^23, as at 1 thread. LeNet's fc1 (64x500x800 = 25.6M) and im2col
+#                            GEMMs stay split.
 cdef enum:
     PARALLEL_MIN_WORK = 32768
     PARALLEL_MIN_STREAM = 65536
-    GEMM_PARALLEL_MIN_WORK = 1 << 18
+    GEMM_PARALLEL_MIN_WORK = 1 << 23
 
 
 cdef inline int threads_for(Py_ssize_t work, int num_threads) noexcept nogil:
