@@ -2,22 +2,22 @@
 first fastnn kernel module loads it, so fastnn/__init__.py calls this before anything else.
 
 Why: by default an idle libgomp thread spins about 3 ms (GOMP_SPINCOUNT 300000) waiting for the
-next parallel region. Beside another busy process on the same cores, that spinning takes the
-CPU from the very thread it waits for: two `fastnn train --model mlp --epochs 1` at once on a
-2-core machine took 15.1 s each instead of 0.22 s (issue 16). Waiting passively (sleep at once,
-a futex wake-up per region) removes the cliff. Before sleeping, GOMP_SPINCOUNT=100 spins about
-1 us (libgomp's own estimate: 100000 spins per ms), enough to catch a region that follows at
-once, as they do inside one training step. 10 us of spin was already too much: with
-GOMP_SPINCOUNT=1000, `fastnn train --model mlp --epochs 1` beside busy processes on the 2-core
-dev VM took 0.65-0.80 s against 0.22-0.40 s passive (indicative; bench/concurrent_runs.py
-compares policies).
+next parallel region; when the process stops using its threads (it went back to Python, or
+lowered its thread count because another process is busy: fastnn._runtime.adapt_threads) that
+spinning takes a core from others for no work. Sleeping at once (OMP_WAIT_POLICY=PASSIVE)
+costs a futex wake-up per region instead: LeNet's 2-thread step took 9.4 ms against 6.9-7.2 ms,
+and its batch-1 inference ran at 4,600 instead of 10,900 images/s (bench/compare.py). So threads
+spin for about 0.1 ms (GOMP_SPINCOUNT=10000; libgomp counts about 100,000 spins per ms): long
+enough for the regions of one step, which follow each other within microseconds, short enough
+that an idle pool sleeps. Running beside other busy processes is handled by the thread count
+(fastnn/_share.py), not by the wait policy.
 
 Nothing is changed when the user set any of these variables: their choice wins. The values
 stay in os.environ, so child processes inherit them. Imported first by fastnn/__init__.py.
 """
 import os
 
-WAIT_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "100"}
+WAIT_DEFAULTS = {"GOMP_SPINCOUNT": "10000"}
 USER_KNOBS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")  # KMP_: LLVM's libomp
 
 

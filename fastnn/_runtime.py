@@ -9,16 +9,19 @@ threads (gemm_parallel in src_c/_blas.pxd). One pool, so threads never multiply,
 pool spins on the cores OpenMP needs (measured on LeNet: OpenBLAS threads + OpenMP threads made
 a 2-thread step 4x slower than a 1-thread one). numpy's own BLAS is left alone.
 
-Default thread count: $FASTNN_NUM_THREADS, else $OMP_NUM_THREADS, else the usable cores shared
-by the MPI ranks on this host (MPICH's MPI_LOCALNRANKS, Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE):
-two ranks on 2 cores get 1 thread each instead of 4 threads fighting for 2 cores.
+Default thread count: $FASTNN_NUM_THREADS, else $OMP_NUM_THREADS (both fix it), else automatic:
+the usable cores shared by the MPI ranks on this host (MPICH's MPI_LOCALNRANKS, Open MPI's
+OMPI_COMM_WORLD_LOCAL_SIZE), lowered while other processes keep cores busy (adapt_threads,
+fastnn/_share.py) and raised again when they stop. set_num_threads(n) fixes it too.
 """
 import ctypes
 import os
+import time
 
 import scipy_openblas32
 
 from . import _conv, _dense, _openmp_env, _runtime_c
+from ._share import OthersCpu
 
 _BLAS_USERS = (_dense, _conv)
 
@@ -73,12 +76,52 @@ def _positive_int(text):
     return value if value > 0 else None
 
 
+def _explicit_threads(environ=os.environ):
+    """Whether the environment fixes the thread count (then it never adapts)."""
+    return "FASTNN_NUM_THREADS" in environ or _positive_int(environ.get("OMP_NUM_THREADS", "").split(",")[0]) is not None
+
+
 def set_num_threads(n):
-    """Threads for fastnn's kernels (OpenMP; GEMMs are split into single-threaded BLAS blocks)."""
-    global _num_threads
+    """Threads for fastnn's kernels (OpenMP; GEMMs are split into single-threaded BLAS blocks).
+    Fixes the count: it no longer follows the machine's load (see adapt_threads)."""
+    global _num_threads, _auto
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
-    _num_threads = n
+    _num_threads, _auto = n, None
+
+
+# Automatic thread count: at most _auto.most threads, fewer while others use the cores.
+ADAPT_SECONDS = 0.25  # how often the load is looked at (a /proc/stat read: ~20 us)
+OTHERS_SLACK = 0.5    # cores of others' use tolerated before giving a core up
+
+
+class _Auto:
+    def __init__(self, most):
+        self.most, self.others, self.next_look = most, OthersCpu(), 0.0
+
+
+_auto = None
+
+
+def adapt_threads():
+    """Follow the machine: called by fit between steps and by predict/evaluate; a no-op unless
+    the thread count is automatic, and at most every ADAPT_SECONDS."""
+    global _num_threads
+    auto = _auto
+    if auto is None:
+        return
+    now = time.monotonic()
+    if now < auto.next_look:
+        return
+    auto.next_look = now + ADAPT_SECONDS
+    free = auto.most - auto.others.look() + OTHERS_SLACK
+    _num_threads = max(1, min(auto.most, int(free)))
+
+
+def automatic_threads():
+    """Whether the thread count follows the machine's load (no set_num_threads, no
+    FASTNN_NUM_THREADS or OMP_NUM_THREADS)."""
+    return _auto is not None
 
 
 def get_num_threads():
@@ -100,6 +143,7 @@ def info():
         "small_gemm_simd": _dense.small_gemm_simd(),  # fastnn_small_gemm.h's build picked here
         "direct_conv_simd": _conv.direct_simd(),  # fastnn_direct_conv.h's
         "num_threads": _num_threads,
+        "num_threads_automatic": _auto is not None,
         # The wait policy libgomp started with, and whether fastnn chose it (_openmp_env).
         "openmp_wait_policy": {name: os.environ.get(name) for name in _openmp_env.USER_KNOBS},
         "openmp_wait_policy_source": "fastnn default" if _openmp_env.APPLIED else "user",
@@ -115,3 +159,5 @@ def _version():
 
 
 set_num_threads(_default_threads())
+if not _explicit_threads():
+    _auto = _Auto(_num_threads)

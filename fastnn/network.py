@@ -12,7 +12,7 @@ import threading
 import numpy as np
 
 from . import _train_step, config
-from ._runtime import get_num_threads
+from ._runtime import adapt_threads, get_num_threads
 from .layers import Dense, Layer, MaxPool2D, MaxUnpool2D
 from .losses import Loss
 from .optim import Optimizer
@@ -331,6 +331,7 @@ class Network:
     def _outputs(self, x, batch_size, fn):
         x, _ = self._check_data("predict", x)
         batch_size = self._eval_batch("predict", batch_size)
+        adapt_threads()
         with self._lock:
             if len(x) <= batch_size and x.dtype == self.dtype and x.flags.c_contiguous:
                 # One batch as given (batch-1 serving): no staging, generator or concatenate.
@@ -368,6 +369,7 @@ class Network:
         if self.loss is None:
             raise RuntimeError("evaluate: the model has no loss; pass loss= or call compile()")
         total_loss, correct, total = 0.0, 0, 0
+        adapt_threads()
         with self._lock:
             for xb, yb in batches:
                 if not checked:

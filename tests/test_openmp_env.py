@@ -49,8 +49,8 @@ def test_the_policy_is_in_the_environment_before_the_first_kernel_loads():
     out = subprocess.run([sys.executable, "-c", WATCH], env=_child_env(), capture_output=True,
                          text=True, check=True).stdout
     result = json.loads(out)
-    assert result["at_first_kernel"]["OMP_WAIT_POLICY"] == "PASSIVE"
-    assert result["at_first_kernel"]["GOMP_SPINCOUNT"] == _openmp_env.WAIT_DEFAULTS["GOMP_SPINCOUNT"]
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        assert result["at_first_kernel"][name] == _openmp_env.WAIT_DEFAULTS.get(name)
     assert result["info"] == "fastnn default"
 
 
@@ -82,3 +82,49 @@ def test_default_threads_share_the_host_between_mpi_ranks(environ, expected):
 def test_a_bad_fastnn_num_threads_is_an_error():
     with pytest.raises(ValueError, match="FASTNN_NUM_THREADS"):
         _runtime._default_threads({"FASTNN_NUM_THREADS": "0"})
+
+
+# -- the automatic thread count -----------------------------------------------------------------
+class FakeOthers:
+    def __init__(self, cores):
+        self.cores = cores
+
+    def look(self):
+        return self.cores
+
+
+@pytest.mark.parametrize("others,expected", [(0.0, 2), (0.4, 2), (0.6, 1), (1.0, 1), (3.0, 1)])
+def test_the_automatic_thread_count_gives_up_cores_others_keep_busy(monkeypatch, others, expected):
+    auto = _runtime._Auto(2)
+    auto.others = FakeOthers(others)
+    monkeypatch.setattr(_runtime, "_auto", auto)
+    monkeypatch.setattr(_runtime, "_num_threads", 2)
+    _runtime.adapt_threads()
+    assert _runtime.get_num_threads() == expected
+    auto.others, auto.next_look = FakeOthers(0.0), 0.0  # the others stopped: all cores again
+    _runtime.adapt_threads()
+    assert _runtime.get_num_threads() == 2
+
+
+def test_an_explicit_thread_count_never_adapts(monkeypatch):
+    monkeypatch.setattr(_runtime, "_auto", _runtime._Auto(2))
+    monkeypatch.setattr(_runtime, "_num_threads", 2)
+    import fastnn
+    previous = fastnn.get_num_threads()
+    fastnn.set_num_threads(2)
+    assert not _runtime.automatic_threads()
+    _runtime.adapt_threads()
+    assert fastnn.get_num_threads() == 2
+    fastnn.set_num_threads(previous)
+    assert _runtime._explicit_threads({"FASTNN_NUM_THREADS": "2"})
+    assert _runtime._explicit_threads({"OMP_NUM_THREADS": "1"}) and not _runtime._explicit_threads({})
+
+
+def test_others_cpu_sees_a_busy_child_process():
+    from fastnn._share import OthersCpu
+    if not os.path.exists("/proc/stat"):
+        pytest.skip("no /proc/stat on this system")
+    watch = OthersCpu()
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<0.6: pass"])
+    child.wait()
+    assert watch.look() > 0.3  # the child spun for 0.6 s of the window

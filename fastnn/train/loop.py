@@ -10,6 +10,7 @@ import signal
 import threading
 
 
+from .._runtime import adapt_threads
 from ..errors import TrainingDiverged
 from ..ops import _check as check
 from .callbacks import Callback, ProgressBar
@@ -105,6 +106,7 @@ def _check_validation(model, validation_data):
 def _train_epoch(model, state, batches, callbacks, ranks):
     listeners = [c for c in callbacks if c.listens_to_steps()]  # a call per step costs ~0.3 us each
     for xb, yb in batches:
+        adapt_threads()  # a time check per step; a load look every ADAPT_SECONDS
         if ranks is None:
             # fit checked the data once: batches come in the kernels' layout
             loss, samples, correct = model.train_step(xb, yb, validate=False), xb.shape[0], model.last_correct
