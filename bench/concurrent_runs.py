@@ -4,9 +4,10 @@ together against one alone, and the speed of a lone run, under each OpenMP wait 
     python bench/concurrent_runs.py                          # mlp and nielsen, 3 rounds
     python bench/concurrent_runs.py --models mlp --rounds 5 --json
 
-Policies: "fastnn" sets nothing, so fastnn's default applies (fastnn/_openmp_env.py);
-"spin" is libgomp's own default, which fastnn used before it chose one (GOMP_SPINCOUNT=300000);
-"passive" is OMP_WAIT_POLICY=PASSIVE alone. Within a round the policies alternate, so a change
+Policies: "fastnn" sets nothing, so fastnn's defaults apply (the automatic thread count of
+fastnn/_share.py and the short spin of fastnn/_openmp_env.py); "spin" is libgomp's own default
+(GOMP_SPINCOUNT=300000) with the thread count fixed at the cores, as fastnn ran before; "passive"
+is OMP_WAIT_POLICY=PASSIVE with the count fixed; "spin10k" the short spin with the count fixed. Within a round the policies alternate, so a change
 in the machine's load hits each alike. Each number is the median over rounds of the training
 seconds a run reports (`fastnn train --json`): a lone run, the slower of two started together,
 and their ratio. MNIST comes from --data or $FASTNN_DATA. Timings on a machine that other
@@ -19,10 +20,14 @@ import statistics
 import subprocess
 import sys
 
-POLICIES = {"fastnn": {}, "spin": {"GOMP_SPINCOUNT": "300000"}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
-            "spin10k": {"GOMP_SPINCOUNT": "10000"}, "spin1k": {"GOMP_SPINCOUNT": "1000"},
-            "spin3k": {"GOMP_SPINCOUNT": "3000"}}  # middle grounds, for comparison
-KNOBS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+_CORES = str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+# "fastnn": its defaults (automatic thread count, short spin: fastnn/_share.py, _openmp_env.py).
+# The others fix the thread count at the cores, as fastnn did before it followed the load.
+POLICIES = {"fastnn": {},
+            "spin": {"GOMP_SPINCOUNT": "300000", "FASTNN_NUM_THREADS": _CORES},  # libgomp's default
+            "passive": {"OMP_WAIT_POLICY": "PASSIVE", "FASTNN_NUM_THREADS": _CORES},
+            "spin10k": {"GOMP_SPINCOUNT": "10000", "FASTNN_NUM_THREADS": _CORES}}
+KNOBS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "FASTNN_NUM_THREADS", "OMP_NUM_THREADS")
 
 
 def start(model, epochs, data, policy):

@@ -1,23 +1,22 @@
 """OpenMP's wait policy, chosen before libgomp starts: it reads the environment once, when the
 first fastnn kernel module loads it, so fastnn/__init__.py calls this before anything else.
 
-Why: by default an idle libgomp thread spins about 3 ms (GOMP_SPINCOUNT 300000) waiting for the
-next parallel region; when the process stops using its threads (it went back to Python, or
-lowered its thread count because another process is busy: fastnn._runtime.adapt_threads) that
-spinning takes a core from others for no work. Sleeping at once (OMP_WAIT_POLICY=PASSIVE)
-costs a futex wake-up per region instead: LeNet's 2-thread step took 9.4 ms against 6.9-7.2 ms,
-and its batch-1 inference ran at 4,600 instead of 10,900 images/s (bench/compare.py). So threads
-spin for about 0.1 ms (GOMP_SPINCOUNT=10000; libgomp counts about 100,000 spins per ms): long
-enough for the regions of one step, which follow each other within microseconds, short enough
-that an idle pool sleeps. Running beside other busy processes is handled by the thread count
-(fastnn/_share.py), not by the wait policy.
+The choice: idle threads spin GOMP_SPINCOUNT=300000 times (about 3 ms by libgomp's estimate of
+100,000 spins per ms; libgomp's own default, made explicit so that `fastnn.info()` can say it).
+A LeNet step waits on its threads a few dozen times, with Python between the regions: shorter
+spins let the threads fall asleep there and pay a wake-up each time. LeNet's 2-thread step
+(bench/compare.py's workload, best of 5x20 steps, alternating): 6.3-7.2 ms spinning 300000,
+7.8-8.8 ms spinning 10000; OMP_WAIT_POLICY=PASSIVE: 9.4 ms, and LeNet's batch-1 inference fell
+from 10,900 to 4,600 images/s. Spinning hurts only beside other busy processes, where the
+spinning threads take the cores the others need: fastnn then lowers its thread count
+(fastnn/_share.py, fastnn._runtime.adapt_threads), so the wait policy does not have to.
 
 Nothing is changed when the user set any of these variables: their choice wins. The values
 stay in os.environ, so child processes inherit them. Imported first by fastnn/__init__.py.
 """
 import os
 
-WAIT_DEFAULTS = {"GOMP_SPINCOUNT": "10000"}
+WAIT_DEFAULTS = {"GOMP_SPINCOUNT": "300000"}
 USER_KNOBS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")  # KMP_: LLVM's libomp
 
 
