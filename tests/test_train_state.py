@@ -165,3 +165,20 @@ def test_only_callbacks_that_listen_to_steps_are_called_per_step():
 
     assert not Quiet().listens_to_steps() and Loud().listens_to_steps()
     assert not fastnn.ProgressBar(10, verbose=1).listens_to_steps()  # not a terminal here
+
+
+@pytest.mark.parametrize("name", ["mlp", "nielsen", "spiral", "lenet"])
+def test_training_is_bit_identical_at_any_thread_count(name, threads):
+    """The automatic thread count changes with the machine's load mid-run: results must not."""
+    from fastnn import zoo
+    preset = zoo.get(name)
+    rng = np.random.default_rng(0)
+    x = rng.random((256,) + preset.input_shape, dtype=np.float32)
+    y = rng.integers(0, 2 if name == "spiral" else 10, 256)
+    params = []
+    for n in (1, 2):
+        threads(n)
+        model = preset.build(seed=0)
+        model.fit(x, y, epochs=1, batch_size=preset.batch_size, seed=0, verbose=0)
+        params.append(model.params.copy())
+    np.testing.assert_array_equal(params[0], params[1])
