@@ -7,13 +7,13 @@ import time
 
 import numpy as np
 
+from .cli_run import (check_outputs, one_line, run_args, run_config,
+                      save_fallback, check_output_path)
+from .errors import UsageError
+
 EXIT_USAGE = 2  # bad arguments or data, and a diverged run (NaN/inf loss)
 EXIT_INTERRUPTED = 130  # Ctrl-C; `train` saves a checkpoint first
 DEFAULT_CHECKPOINT = "fastnn-interrupted.ckpt"  # where `train` saves on Ctrl-C without --checkpoint
-
-
-class UsageError(Exception):
-    """A bad argument or bad input: printed as one line, exit code 2."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -46,126 +46,6 @@ def load_mnist(data_dir, layout, need_train=True):
         raise UsageError(str(exc)) from None
 
 
-# -- train --------------------------------------------------------------------------------------
-# The arguments that define a run: a checkpoint records them, and `--resume FILE` alone
-# continues that run (arguments given beside it must agree). Defaults apply after the merge.
-RUN_KEYS = ("model", "config", "hidden", "optimizer", "lr", "epochs", "batch_size", "data", "stream",
-            "seed", "threads")
-PATH_KEYS = ("config", "data", "stream")
-RUN_DEFAULTS = {"optimizer": "sgd"}
-PRESET_SEED = 0  # a preset's seed when --seed is not given (a --config file has its own)
-PRESET_ONLY = ("model", "hidden", "optimizer", "lr")  # with --config, these live in the file
-
-
-def _run_args(args):
-    """{key: value} of the run-defining arguments, paths made absolute, defaults applied; with
-    --resume, merged with the ones the checkpoint recorded (a disagreement is a UsageError)."""
-    given = {k: getattr(args, k) for k in RUN_KEYS}
-    for k in PATH_KEYS:
-        if given[k] is not None:
-            given[k] = os.path.abspath(given[k])
-    if args.resume:
-        recorded = _recorded_run(args.resume)
-        given["run_config"] = recorded.pop("run_config", None)
-        for key, value in recorded.items():
-            if given.get(key) is None:
-                given[key] = value
-            elif value is not None and not _same(key, given[key], value):
-                flag = "--" + key.replace("_", "-")
-                raise UsageError(f"{flag} {given[key]} differs from the run in {args.resume} "
-                                 f"({flag} {value}); omit it to continue that run")
-    run = {k: RUN_DEFAULTS.get(k) if v is None else v for k, v in given.items()}
-    run.setdefault("run_config", None)
-    if run["config"] is None and run["model"] is None:
-        run["model"] = "lenet"
-    if run["config"] is None and run["seed"] is None:
-        run["seed"] = PRESET_SEED
-    return run
-
-
-def _same(key, a, b):
-    if key in PATH_KEYS:
-        return os.path.realpath(a) == os.path.realpath(b)
-    return a == b
-
-
-def _recorded_run(path):
-    """The run arguments a checkpoint recorded ({} for checkpoints that recorded none)."""
-    from .serialize import read_model_file
-    from .errors import ModelFileError
-    try:
-        config, _ = read_model_file(path, what="fastnn checkpoint")
-    except (OSError, ModelFileError) as exc:
-        raise UsageError(_one_line(exc)) from None
-    info = (config.get("training") or {}).get("run_info") if isinstance(config.get("training"), dict) else None
-    if not isinstance(info, dict):
-        return {}
-    recorded = {k: info.get(k) for k in RUN_KEYS if k in info}
-    if isinstance(info.get("run_config"), dict):
-        recorded["run_config"] = info["run_config"]
-    return recorded
-
-
-def _one_line(exc):
-    text = str(exc).replace("\n", " ")
-    return text if len(text) <= 400 else text[:400] + "..."
-
-
-def _run_config(run):
-    """The run file this run trains (fastnn.config's schema with "fit"): --config's, a recorded
-    one (--resume), or the preset's with --hidden/--lr/--optimizer/--seed applied."""
-    from . import config, zoo
-    if run["run_config"] is not None:
-        cfg = run["run_config"]
-    elif run["config"] is not None:
-        given = [f"--{k}" for k in PRESET_ONLY if run[k] is not None and run[k] != RUN_DEFAULTS.get(k)]
-        if given:
-            raise UsageError(f"{', '.join(given)} cannot be combined with --config: set it in "
-                             f"{run['config']}")
-        cfg = _read_json(run["config"])
-        if run["seed"] is not None:  # --seed overrides the file's seeds (weights and order)
-            cfg["seed"] = run["seed"]
-            if isinstance(cfg.get("fit"), dict):
-                cfg["fit"]["seed"] = run["seed"]
-    else:
-        try:
-            preset = zoo.get(run["model"])
-            if run["optimizer"] == "random-search" and preset.data == "mnist":
-                raise UsageError("--optimizer random-search is for the 2-D presets (twoclass, spiral)")
-            cfg = preset.config(hidden=run["hidden"], lr=run["lr"], seed=run["seed"], optimizer=run["optimizer"])
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-    where = run["config"] or f"preset {run['model']}"
-    try:
-        config.parse_model(cfg, where=where)
-        config.parse_fit(cfg, where=where)
-    except config.ConfigError as exc:
-        raise UsageError(str(exc)) from None
-    return cfg
-
-
-MAX_CONFIG_BYTES = 1 << 20  # a run file is a few KB; bound what we read
-
-
-def _read_json(path):
-    try:
-        with open(path, "rb") as f:
-            if not os.path.isfile(path):
-                raise UsageError(f"--config {path}: not a regular file")
-            raw = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise UsageError(f"--config {path}: {exc.strerror or exc}") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise UsageError(f"--config {path}: larger than {MAX_CONFIG_BYTES} bytes; not a run file")
-    try:
-        cfg = json.loads(raw.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise UsageError(f"--config {path}: not valid JSON ({_one_line(exc)})") from None
-    if not isinstance(cfg, dict):
-        raise UsageError(f"--config {path}: must hold a JSON object (a run file), got {type(cfg).__name__}")
-    return cfg
-
-
 def train(args):
     if not args.distributed:
         return _train(args, None)
@@ -194,8 +74,8 @@ def _train(args, ranks):
     from .model import Sequential
     from .train.callbacks import EarlyStopping, EpochPrinter
 
-    run = _run_args(args)
-    cfg = _run_config(run)
+    run = run_args(args)
+    cfg = run_config(run)
     fit = parse_fit(cfg)
     name = run["model"] or os.path.basename(run["config"])
     if run["threads"]:
@@ -208,11 +88,11 @@ def _train(args, ranks):
     if run["stream"] and fit["data"] in ("spiral", "twoclass"):
         raise UsageError(f"--stream is for image data, not the built-in {fit['data']} set")
     if root:
-        _check_outputs(args, run)
+        check_outputs(args, run)
     try:
         model = Sequential.from_config(cfg)
     except (TypeError, ValueError, MemoryError) as exc:
-        raise UsageError(f"{name}: the model does not build: {_one_line(exc)}") from None
+        raise UsageError(f"{name}: the model does not build: {one_line(exc)}") from None
     if model.input_shape is None:
         raise UsageError(f"{name}: key 'input_shape' is needed to train (e.g. [784])")
     if model.loss is None or model.optimizer is None:
@@ -295,52 +175,6 @@ def _summary(name, history, batch_size, seconds):
     }
 
 
-# -- outputs: checked before training, written after it; never over an input -------------------
-def _inputs(run, args):
-    """The files this run reads: an output must never replace one of them."""
-    from .data import mnist_files
-    paths = [p for p in (run["stream"], args.resume, run["config"]) if p]
-    if run["data"] and not os.path.isfile(run["data"]):
-        try:
-            paths += list(mnist_files(run["data"]).values())
-        except (OSError, ValueError):
-            pass  # reported when the data is loaded
-    elif run["data"]:
-        paths.append(run["data"])
-    return paths
-
-
-def _check_outputs(args, run):
-    """{flag: path} of the outputs, each checked now (a bad path must not cost a training run):
-    its folder exists and is writable, it is not a folder, and it is none of the inputs."""
-    outputs = {flag: getattr(args, attr) for flag, attr in
-               (("--out", "out"), ("--plot", "plot"), ("--checkpoint", "checkpoint")) if getattr(args, attr)}
-    inputs = _inputs(run, args)
-    for flag, path in outputs.items():
-        check_output_path(flag, path, [p for p in inputs if not (flag == "--checkpoint" and p == args.resume)])
-    if len({os.path.realpath(p) for p in outputs.values()}) != len(outputs):
-        raise UsageError(f"{', '.join(outputs)} must name different files")
-    return outputs
-
-
-def check_output_path(flag, path, inputs=()):
-    """UsageError unless `path` can be written: its folder exists and is writable, it is not a
-    folder or a special file, and it is not (a link to) any of `inputs`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise UsageError(f"{flag} {path} is a directory; give a file name")
-    if not os.path.isdir(folder):
-        raise UsageError(f"{flag} {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {path}: folder {folder} is not writable")
-    if os.path.exists(path) and not os.path.isfile(path):
-        raise UsageError(f"{flag} {path} exists and is not a regular file")
-    for source in inputs:
-        if os.path.realpath(source) == os.path.realpath(path) or \
-                (os.path.exists(path) and os.path.exists(source) and os.path.samefile(source, path)):
-            raise UsageError(f"{flag} {path} is an input of this run ({source}); writing it would destroy it")
-
-
 def _write_outputs(args, say, kind, model, history, train_data, scale):
     """--out, then --plot. A write that fails after training keeps the model (to a fallback
     file when --out itself failed) and says where, in one line."""
@@ -348,7 +182,7 @@ def _write_outputs(args, say, kind, model, history, train_data, scale):
         try:
             model.save(args.out)
         except OSError as exc:
-            kept = _save_fallback(model)
+            kept = save_fallback(model)
             raise UsageError(f"could not write --out {args.out} ({exc.strerror or exc}); "
                              f"the trained model is saved in {kept}") from None
         say(f"saved {args.out}")
@@ -356,24 +190,10 @@ def _write_outputs(args, say, kind, model, history, train_data, scale):
         try:
             _plot(args.plot, kind, model, history, train_data, scale)
         except OSError as exc:
-            kept = args.out or _save_fallback(model)
+            kept = args.out or save_fallback(model)
             raise UsageError(f"could not write --plot {args.plot} ({exc.strerror or exc}); "
                              f"the trained model is in {kept}") from None
         say(f"plot {args.plot}")
-
-
-def _save_fallback(model):
-    """Save `model` where it can be found again: the working folder, else the temp folder."""
-    import tempfile
-    name = f"fastnn-unsaved-{os.getpid()}.fastnn"
-    for folder in (os.getcwd(), tempfile.gettempdir()):
-        path = os.path.join(folder, name)
-        try:
-            model.save(path)
-            return path
-        except OSError:
-            continue
-    return "nowhere (no writable folder: the working folder and the temp folder both failed)"
 
 
 def _load_resume(args, built):
@@ -383,7 +203,7 @@ def _load_resume(args, built):
     try:
         model, initial_state, _ = load_checkpoint(args.resume)
     except (OSError, ModelFileError) as exc:
-        raise UsageError(_one_line(exc)) from None
+        raise UsageError(one_line(exc)) from None
     if model.get_config()["layers"] != built.get_config()["layers"]:
         raise UsageError(f"{args.resume}: the checkpoint's layers do not match the model this run "
                          f"builds (give the same --model/--hidden as the interrupted run, or none)")
@@ -427,7 +247,7 @@ def _fit(args, model, stream, train_data, test, epochs, batch_size, shuffle, see
             args.checkpoint else ""
         raise UsageError(f"{exc}{kept}") from None
     except OSError as exc:  # a checkpoint write (full disk, folder removed): keep the model
-        kept = _save_fallback(model)
+        kept = save_fallback(model)
         raise UsageError(f"could not write checkpoint {saver.path} ({exc.strerror or exc}); the "
                          f"previous checkpoint is unchanged; the model so far is saved in {kept}") from None
     except KeyboardInterrupt as exc:
@@ -458,7 +278,7 @@ def evaluate(args):
     try:
         model = fastnn.load(args.model_file)
     except (OSError, fastnn.ModelFileError) as exc:
-        raise UsageError(_one_line(exc)) from None
+        raise UsageError(one_line(exc)) from None
     if model.input_shape is None:
         raise UsageError(f"{args.model_file}: the model was saved before it was built (no input shape)")
     if model.loss is None:
@@ -476,7 +296,7 @@ def evaluate(args):
         result = model.evaluate(x, y)
         confusion = confusion_matrix(y, model.predict(x), classes)
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"{args.model_file}: {_one_line(exc)}") from None
+        raise UsageError(f"{args.model_file}: {one_line(exc)}") from None
     if args.json:
         print(json.dumps({"test_accuracy": result["accuracy"], "test_loss": result["loss"],
                           "correct": result["correct"], "total": result["total"],
@@ -512,7 +332,7 @@ def shuffle(args):
             write_shuffled(files["train_images"], files["train_labels"], args.out, epochs=args.epochs,
                            seed=args.seed, memory_limit=args.memory_limit)
     except (IdxError, OSError, ValueError) as exc:
-        raise UsageError(_one_line(exc)) from None
+        raise UsageError(one_line(exc)) from None
     print(f"wrote {args.out}: {args.epochs} epochs in {time.perf_counter() - start:.1f} s, "
           f"peak RSS {peak_rss_mb():.0f} MB")
     return 0

@@ -16,6 +16,10 @@ class TrainingDiverged(FloatingPointError):
     """The loss (or the weights) became NaN or infinite; the message names the step."""
 
 
+class UsageError(Exception):
+    """A bad command-line argument or input: the CLI prints it as one line, exit code 2."""
+
+
 class ConfigError(ValueError):
     """A model or run config (a dict, a JSON file) that does not follow the schema; the message
     names the key, what it holds and what was expected."""
