@@ -10,10 +10,6 @@ from .serialize import optimizer_state, read_model_file, write_model
 from .train import loop
 from .train.checkpoint import read_checkpoint
 
-# A model file's weights are bounded by its reader (fastnn.serialize); the architecture must
-# agree with them before anything is allocated, so a file cannot make us allocate more.
-
-
 class Sequential(Network):
     """A stack of layers trained with one loss and one optimizer.
 
@@ -62,6 +58,8 @@ class Sequential(Network):
 
 def model_from_file(config, arrays, path):
     """The model a model file describes, with its weights and optimizer state."""
+    # The weights are bounded by the reader (fastnn.serialize); the architecture must agree with
+    # them before anything is allocated (build's expect_params), so a file cannot ask for more.
     params = arrays.get("params")
     try:
         model = Sequential.from_config(dict(config, input_shape=None))
