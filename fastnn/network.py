@@ -359,21 +359,20 @@ class Network:
             return self.evaluate_batches(x)
         x, y = self._check_data("evaluate", x, y)
         batch_size = self._eval_batch("evaluate", batch_size)
-        return self._evaluate(self._batches(x, y, batch_size), checked=True)
+        return self._evaluate(self._batches(x, y, batch_size))
 
     def evaluate_batches(self, batches):
         """evaluate() over an iterable of (x, y) batches (each checked like evaluate's data)."""
-        return self._evaluate(batches, checked=False)
+        return self._evaluate(self._check_batch("evaluate", xb, yb) for xb, yb in batches)
 
-    def _evaluate(self, batches, checked):
+    def _evaluate(self, batches):
+        # batches in the kernels' layout: checked by the caller
         if self.loss is None:
             raise RuntimeError("evaluate: the model has no loss; pass loss= or call compile()")
         total_loss, correct, total = 0.0, 0, 0
         adapt_threads()
         with self._lock:
             for xb, yb in batches:
-                if not checked:
-                    xb, yb = self._check_batch("evaluate", xb, yb)
                 out = self._forward(xb, training=False)
                 total_loss += self.loss(out, yb) * len(xb)
                 c = self.loss.count_correct(out, yb)
