@@ -7,7 +7,7 @@ A LeNet step waits on its threads a few dozen times, with Python between the reg
 spins let the threads fall asleep there and pay a wake-up each time. LeNet's 2-thread step
 (bench/compare.py's workload, best of 5x20 steps, alternating): 6.3-7.2 ms spinning 300000,
 7.8-8.8 ms spinning 10000; OMP_WAIT_POLICY=PASSIVE: 9.4 ms, and LeNet's batch-1 inference fell
-from 10,900 to 4,600 images/s. Spinning hurts only beside other busy processes, where the
+from 8,800 to 4,600 images/s (2 threads, bench/compare.py). Spinning hurts only beside other busy processes, where the
 spinning threads take the cores the others need: fastnn then lowers its thread count
 (fastnn/_share.py, fastnn._runtime.adapt_threads), so the wait policy does not have to.
 
