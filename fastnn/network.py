@@ -234,12 +234,20 @@ class Network:
 
     def _fused_step(self, x, y):
         """The one-call step for this batch, or None when the layer-by-layer path must run."""
-        steps = self._fused_steps
-        if steps is None or type(x) is not np.ndarray or x.dtype != np.float32 or x.ndim != 2 \
-                or not x.flags.c_contiguous or type(y) is not np.ndarray or y.dtype != np.int64 \
-                or y.ndim != 1 or not y.flags.c_contiguous or x.shape[1:] != self.input_shape:
+        if not self._takes_fused(x, y):
             return None
-        n = x.shape[0]
+        return self._fused_plan(x.shape[0])
+
+    def _takes_fused(self, x, y):
+        """Whether the one-call Dense step can read x and y as they are (no copy)."""
+        return (self._fused_steps is not None and type(x) is np.ndarray and x.dtype == np.float32
+                and x.ndim == 2 and x.flags.c_contiguous and type(y) is np.ndarray
+                and y.dtype == np.int64 and y.ndim == 1 and y.flags.c_contiguous
+                and x.shape[1:] == self.input_shape)
+
+    def _fused_plan(self, n):
+        """The one-call step's plan (its buffers) for batch size n."""
+        steps = self._fused_steps
         step = steps.get(n)
         if step is None or not step.uses_state(*self.optimizer.fused_state()):  # momentum set later: new velocity
             if len(steps) >= 2:  # the training batch and an epoch's short last one
@@ -253,6 +261,25 @@ class Network:
                 buffers, dout, self.params, self.grads, *self.optimizer.fused_state(),
                 _train_step.LOSS_KINDS[self.loss.name], _train_step.OPTIMIZER_KINDS[self.optimizer.fused_kind])
         return step
+
+    def _step_runner(self, x, y, batch_size):
+        """A function run(order, first, count) -> (losses, correct) that trains `count` steps on
+        batches first, first + 1, ... of an epoch over (x, y) in one compiled call (order: the
+        epoch's row permutation or None), or None when this model or these arrays need the
+        step-by-step path. Full batches of `batch_size` only. fit checked x and y."""
+        if self.loss is None or self.optimizer is None or not self._takes_fused(x, y):
+            return None
+        optimizer = self.optimizer
+
+        def run(order, first, count):
+            plan = self._fused_plan(batch_size)
+            losses, correct = np.empty(count), np.empty(count, np.int64)
+            update = optimizer.start_step()
+            done = plan.run(x, y, order, first, losses, correct, *update, get_num_threads())
+            optimizer.advance_steps(done - 1)  # start_step counted the first
+            self.last_correct = int(correct[done - 1])
+            return losses[:done], correct[:done]
+        return run
 
     # -- validation of user data -----------------------------------------------------------------
     def _check_data(self, who, x, y=None):
@@ -282,12 +309,12 @@ class Network:
             y = np.ascontiguousarray(y, dtype=np.int64 if y.dtype.kind in "iu" else None)
         return x, y
 
-    def _batches(self, x, y, batch_size, order=None):
-        """(xb, yb) batches in `order` (or sequence), gathered into reused staging buffers.
-        `order` may cover part of x (a distributed rank's shard of the epoch)."""
+    def _batches(self, x, y, batch_size, order=None, first=0):
+        """(xb, yb) batches in `order` (or sequence), gathered into reused staging buffers,
+        from batch `first` on. `order` may cover part of x (a distributed rank's shard)."""
         n = x.shape[0] if order is None else len(order)
         staging = {}
-        for start in range(0, n, batch_size):
+        for start in range(first * batch_size, n, batch_size):
             stop = min(start + batch_size, n)
             if order is None and x.dtype == self.dtype and x.flags.c_contiguous:
                 yield x[start:stop], (None if y is None else y[start:stop])

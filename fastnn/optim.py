@@ -210,6 +210,10 @@ class SGD(Optimizer):
     def fused_state(self):
         return self.velocity, None
 
+    def advance_steps(self, count):
+        """`count` more updates were applied with start_step()'s settings (the one-call
+        multi-step run): SGD counts nothing."""
+
     def get_config(self):
         return {"lr": self.lr, "momentum": self.momentum, "weight_decay": self.weight_decay}
 
@@ -263,6 +267,10 @@ class Adam(Optimizer):
 
     def fused_state(self):
         return self.m, self.v
+
+    def advance_steps(self, count):
+        """`count` more updates were applied after start_step() (steps t + 1 ... t + count)."""
+        self.t += count
 
     def get_config(self):
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,

@@ -12,7 +12,9 @@
 # acquires its typed memoryviews (~24k instructions for dense_forward's four, measured with
 # callgrind on the spiral preset), so a 7-call step spent more than half its time there. Here
 # the buffers are acquired once, when the model makes the plan for a batch size.
+from libc.math cimport isfinite
 from libc.stdint cimport int64_t
+from libc.string cimport memcpy
 from fastnn._dense cimport (dense_forward_kernel, dense_backward_kernel, dense_backward_sgd_kernel,
                            nonzero_column_runs, finite_outside_runs, gather_runs,
                            dense_forward_compact_kernel, dense_backward_compact_kernel)
@@ -101,6 +103,8 @@ cdef class DenseTrainStep:
     cdef int[::1] col_runs
     cdef float[::1] xc, wc, dwc
     cdef readonly Py_ssize_t last_kept_columns  # input columns the last step's GEMMs used
+    cdef float[:, ::1] xb  # run()'s gathered batch
+    cdef int64_t[::1] yb
 
     def __init__(self, list layers, float[:, ::1] dout, float[::1] params, float[::1] grads,
                  state1, state2, int loss_kind, int optimizer_kind, columns="skip-zero"):
@@ -123,6 +127,7 @@ cdef class DenseTrainStep:
         self.wc = np.empty(outputs * inputs, np.float32)
         self.dwc = np.empty(outputs * inputs, np.float32)  # untouched (not resident) with SGD
         self.last_kept_columns = inputs
+        self.xb, self.yb = np.empty((self.batch, inputs), np.float32), np.empty(self.batch, np.int64)
         self.state_objects = (state1, state2)
         self.has_state1, self.has_state2 = state1 is not None, state2 is not None
         for name, state in (("state1", state1), ("state2", state2)):
@@ -174,14 +179,86 @@ cdef class DenseTrainStep:
         if x.shape[0] != self.batch or labels.shape[0] != self.batch:
             raise ValueError(f"DenseTrainStep: the plan is for batch {self.batch}, got x "
                              f"{x.shape[0]} and labels {labels.shape[0]}")
+        self.check_labels(labels, 0, self.batch)
+        return self.one_step(x, labels, lr, momentum, weight_decay, beta1, beta2, eps, adam_step,
+                             num_threads)
+
+    cdef check_labels(self, const int64_t[::1] labels, Py_ssize_t lo, Py_ssize_t hi):
+        """The loss kernels index with labels: never out of bounds."""
+        cdef Py_ssize_t i, classes = self.dout.shape[1]
+        for i in range(lo, hi):
+            if labels[i] < 0 or labels[i] >= classes:
+                raise ValueError(f"train_step: labels must be in [0, {classes}), got {labels[i]}")
+
+    def run(self, const float[:, ::1] x, const int64_t[::1] labels, order, Py_ssize_t first,
+            double[::1] losses, int64_t[::1] correct, double lr, double momentum,
+            double weight_decay, double beta1, double beta2, double eps, long adam_step,
+            int num_threads):
+        """Steps on batches first, first + 1, ... of an epoch, as many as `losses` holds, in one
+        call: batch j is rows order[j*B:(j+1)*B] of x and labels (B: this plan's batch; order:
+        int64 row indices, or None for rows j*B:(j+1)*B). Step i uses Adam step adam_step + i.
+        Writes each step's loss and correct count into losses[i], correct[i]; stops after the
+        first step whose loss is not finite. Returns the number of steps done.
+
+        Why: a tiny network's step is ~10 us of kernels, and a Python call per step (gathering
+        the batch, train_step, the loop's bookkeeping) costs about as much again. Each step here
+        gathers its rows and runs exactly what step() runs, so results are bit-identical."""
+        cdef Py_ssize_t steps = losses.shape[0], B = self.batch, n = x.shape[0], i, k, r
+        cdef Py_ssize_t inputs = (<DenseBuffers>self.layers[0]).w.shape[1]
+        cdef const int64_t[::1] rows
+        cdef bint gather = order is not None
+        self.check_update(momentum, weight_decay, adam_step)
+        if x.shape[1] != inputs or labels.shape[0] != n or correct.shape[0] != steps:
+            raise ValueError(f"DenseTrainStep.run: x must be (N, {inputs}) with N labels and "
+                             f"correct as long as losses; got x ({n}, {x.shape[1]}), "
+                             f"{labels.shape[0]} labels, {steps} losses, {correct.shape[0]} correct")
+        if first < 0 or steps < 1:
+            raise ValueError(f"DenseTrainStep.run: first must be >= 0 and losses non-empty, got "
+                             f"first={first}, {steps} losses")
+        if gather:
+            rows = order
+            if (first + steps) * B > rows.shape[0]:
+                raise ValueError(f"DenseTrainStep.run: batches {first}..{first + steps - 1} of "
+                                 f"{B} need {(first + steps) * B} rows, order has {rows.shape[0]}")
+            for r in range(first * B, (first + steps) * B):
+                if rows[r] < 0 or rows[r] >= n:
+                    raise ValueError(f"DenseTrainStep.run: order holds row {rows[r]}, x has {n} rows")
+                self.check_labels(labels, rows[r], rows[r] + 1)
+        else:
+            if (first + steps) * B > n:
+                raise ValueError(f"DenseTrainStep.run: batches {first}..{first + steps - 1} of "
+                                 f"{B} need {(first + steps) * B} rows, x has {n}")
+            self.check_labels(labels, first * B, (first + steps) * B)
+        cdef double loss
+        cdef Py_ssize_t done
+        for k in range(steps):
+            r = (first + k) * B
+            if gather:
+                with nogil:
+                    for i in range(B):
+                        memcpy(&self.xb[i, 0], &x[rows[r + i], 0], inputs * sizeof(float))
+                        self.yb[i] = labels[rows[r + i]]
+                loss, done = self.one_step(self.xb, self.yb, lr, momentum, weight_decay, beta1,
+                                           beta2, eps, adam_step + k, num_threads)
+            else:
+                loss, done = self.one_step(x[r:r + B], labels[r:r + B], lr, momentum,
+                                           weight_decay, beta1, beta2, eps, adam_step + k,
+                                           num_threads)
+            losses[k], correct[k] = loss, done
+            if not isfinite(loss):
+                return k + 1
+        return steps
+
+    cdef (double, Py_ssize_t) one_step(self, const float[:, ::1] x, const int64_t[::1] labels,
+                                       double lr, double momentum, double weight_decay,
+                                       double beta1, double beta2, double eps, long adam_step,
+                                       int num_threads):
+        """The step on a checked batch (shapes, labels and optimizer state)."""
         cdef DenseBuffers layer, below
-        cdef Py_ssize_t i, last = len(self.layers) - 1, classes = self.dout.shape[1]
+        cdef Py_ssize_t i, last = len(self.layers) - 1
         cdef double loss
         cdef Py_ssize_t correct
         cdef const float[:, ::1] inp = x
-        for i in range(self.batch):  # the loss kernels index with labels: never out of bounds
-            if labels[i] < 0 or labels[i] >= classes:
-                raise ValueError(f"train_step: labels must be in [0, {classes}), got {labels[i]}")
         cdef DenseBuffers first = self.layers[0]
         cdef Py_ssize_t inputs = first.w.shape[1], outputs = first.w.shape[0], nruns = 0, kept = 0
         cdef bint compact = self.skip_zero and self.batch >= COMPACT_MIN_ROWS

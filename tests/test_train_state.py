@@ -10,7 +10,7 @@ import pytest
 import fastnn
 from fastnn import (SGD, Adam, Conv2D, Dense, EarlyStopping, Flatten, MaxPool2D, ReLU, Sequential,
                     Sigmoid, SoftmaxCrossEntropy, Tanh)
-from fastnn.train.callbacks import Callback
+from fastnn.train.callbacks import Callback, Checkpoint
 
 
 def problem(n=120, features=6, classes=3, seed=0):
@@ -154,7 +154,7 @@ def test_a_learning_rate_changed_between_steps_is_used_by_the_next_step():
     np.testing.assert_array_equal(a.params, b.params)
 
 
-def test_only_callbacks_that_listen_to_steps_are_called_per_step():
+def test_callbacks_are_called_at_the_steps_they_ask_for():
     class Quiet(Callback):
         def on_epoch_end(self, epoch, logs):
             pass
@@ -163,8 +163,11 @@ def test_only_callbacks_that_listen_to_steps_are_called_per_step():
         def on_step_end(self, step, loss):
             pass
 
-    assert not Quiet().listens_to_steps() and Loud().listens_to_steps()
-    assert not fastnn.ProgressBar(10, verbose=1).listens_to_steps()  # not a terminal here
+    assert Quiet().next_step_call(4) is None and Loud().next_step_call(4) == 5
+    assert fastnn.ProgressBar(10, verbose=1).next_step_call(3) is None  # not a terminal here
+    assert Checkpoint("unused", every_n_steps=5).next_step_call(4) == 5
+    assert Checkpoint("unused", every_n_steps=5).next_step_call(5) == 10
+    assert Checkpoint("unused", every_n_steps=None).next_step_call(5) is None
 
 
 @pytest.mark.parametrize("name", ["mlp", "nielsen", "spiral", "lenet"])

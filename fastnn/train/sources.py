@@ -1,7 +1,5 @@
 """Where a run's batches come from: in-memory arrays (reshuffled each epoch) or a pre-shuffled
 stream file. Each source's position is part of the run's state (`state()` / `restore()`)."""
-import itertools
-
 import numpy as np
 
 from ..errors import CheckpointError
@@ -28,20 +26,31 @@ class ArraySource:
         self.lo, self.hi = x.shape[0] * rank // world, x.shape[0] * (rank + 1) // world
         self.steps_per_epoch = -(-(self.hi - self.lo) // batch_size)
 
-    def _epoch(self):
+    def batches_from(self, first):
+        """The current epoch's batches from batch `first` on (skipped ones are not gathered)."""
         if self.order is not None:
-            return self.gather(self.x, self.y, self.batch_size, self.order[self.lo:self.hi])
+            return self.gather(self.x, self.y, self.batch_size, self.order[self.lo:self.hi], first)
         y = None if self.y is None else self.y[self.lo:self.hi]
-        return self.gather(self.x[self.lo:self.hi], y, self.batch_size, None)
+        return self.gather(self.x[self.lo:self.hi], y, self.batch_size, None, first)
+
+    def rows(self):
+        """(x, y, order) of the current epoch for a compiled multi-step run: batch j is rows
+        order[j*B:(j+1)*B] of x and y (order None: rows j*B:(j+1)*B)."""
+        if self.order is not None:
+            return self.x, self.y, self.order[self.lo:self.hi]
+        return self.x[self.lo:self.hi], None if self.y is None else self.y[self.lo:self.hi], None
+
+    def full_batches(self):
+        """Batches of exactly batch_size in an epoch (the last one may be short)."""
+        return (self.hi - self.lo) // self.batch_size
 
     def next_epoch(self):
         if self.shuffle:
             self.rng.shuffle(self.order)
-        return self._epoch()
+        return self.batches_from(0)
 
     def continue_epoch(self, done):
-        # Gathering (not training on) the batches already done costs at most one epoch of copying.
-        return itertools.islice(self._epoch(), done, None)
+        return self.batches_from(done)
 
     def state(self):
         state = {"samples": int(self.x.shape[0]), "rng": self.rng.bit_generator.state}

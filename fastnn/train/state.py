@@ -121,6 +121,12 @@ class TrainState:
         self.correct = None if correct is None or self.correct is None else self.correct + correct
         self.history.step_loss.append(loss)
 
+    def record_steps(self, losses, batch_size, corrects):
+        """The loop finished len(losses) steps of `batch_size` samples in one call (numpy arrays
+        of each step's loss and correct count): the same sums as record_step, step by step."""
+        for loss, correct in zip(losses.tolist(), corrects.tolist()):
+            self.record_step(loss, batch_size, correct)
+
     def epoch_seconds(self):
         """Training seconds spent in the current epoch so far."""
         return self.seconds + (0.0 if self.epoch_done else time.perf_counter() - self.started)
