@@ -113,6 +113,16 @@ def measure_workload(name, whos, threads, repeats, steps, peer_names=(), pythons
             for x, y in data[:3]:
                 trainers[who](x, y)  # warm-up
 
+    if "fastnn" in whos:  # what users run: fit over the same batches, as one epoch of arrays
+        with thread_limit("fastnn", threads):
+            fit_model = cases.fastnn_model(name)
+        fit_x, fit_y = np.concatenate([x for x, _ in data]), np.concatenate([y for _, y in data])
+
+    def fit_epoch():
+        start = time.perf_counter()
+        fit_model.fit(fit_x, fit_y, epochs=1, batch_size=batch, shuffle=True, seed=0, verbose=0)
+        return (time.perf_counter() - start) / len(data)
+
     def epoch(step):
         def run():
             for x, y in data[:2]:  # untimed: wakes the threads and caches after the settle pause
@@ -127,6 +137,8 @@ def measure_workload(name, whos, threads, repeats, steps, peer_names=(), pythons
         workers, notes = start_workers(stack, peer_names, name, threads, steps, pythons)
         pids = [w.pid for w in workers]
         train_fns = {w: epoch(s) for w, s in trainers.items()}
+        if "fastnn" in whos:
+            train_fns["fastnn.fit"] = fit_epoch
         for worker in workers:  # each returns seconds per step, timed inside its process
             train_fns.update({m: functools.partial(worker.train, m) for m in worker.train_modes})
         with OthersCpu(pids) as train_noise:
