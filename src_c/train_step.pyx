@@ -22,6 +22,7 @@ from _options cimport DX_SKIP, DX_COMPUTE
 from fastnn._dense cimport DW_WRITE, DW_SGD_STEP
 from fastnn._loss cimport softmax_cross_entropy_kernel, mse_labels_kernel, count_correct_kernel
 from fastnn._optim cimport sgd_update_kernel, adam_update_kernel
+from _tiny_dense cimport tiny_dense_forward, tiny_dense_backward, tiny_sgd_step
 
 import numpy as np
 
@@ -32,6 +33,11 @@ import numpy as np
 # lost (32 vs 28 us) (bench/bench_dense.py, group "skip-zero-columns").
 cdef double COMPACT_MAX_KEPT = 0.8
 cdef Py_ssize_t COMPACT_MIN_ROWS = 32
+
+# Stacks whose forward pass is at most this many multiply-adds (batch x the layers' weights)
+# take the tiny-layer loops of _tiny_dense.pxd: the spiral preset (1,500), not Nielsen's net
+# (238,000 at batch 10). One thread: below this size a second one only adds its wake-up.
+TINY_STEP_MAX_WORK = 16384
 
 COLUMNS = ("skip-zero", "all")  # DenseTrainStep's `columns` option; "skip-zero" is the default
 
@@ -103,6 +109,7 @@ cdef class DenseTrainStep:
     cdef int[::1] col_runs
     cdef float[::1] xc, wc, dwc
     cdef readonly Py_ssize_t last_kept_columns  # input columns the last step's GEMMs used
+    cdef readonly bint tiny  # the step runs _tiny_dense.pxd's loops (TINY_STEP_MAX_WORK)
     cdef float[:, ::1] xb  # run()'s gathered batch
     cdef int64_t[::1] yb
 
@@ -127,6 +134,8 @@ cdef class DenseTrainStep:
         self.wc = np.empty(outputs * inputs, np.float32)
         self.dwc = np.empty(outputs * inputs, np.float32)  # untouched (not resident) with SGD
         self.last_kept_columns = inputs
+        self.tiny = self.batch * sum((<DenseBuffers>b).w.shape[0] * (<DenseBuffers>b).w.shape[1]
+                                     for b in layers) <= TINY_STEP_MAX_WORK
         self.xb, self.yb = np.empty((self.batch, inputs), np.float32), np.empty(self.batch, np.int64)
         self.state_objects = (state1, state2)
         self.has_state1, self.has_state2 = state1 is not None, state2 is not None
@@ -254,6 +263,9 @@ cdef class DenseTrainStep:
                                        double beta1, double beta2, double eps, long adam_step,
                                        int num_threads):
         """The step on a checked batch (shapes, labels and optimizer state)."""
+        if self.tiny:
+            return self.tiny_step(x, labels, lr, momentum, weight_decay, beta1, beta2, eps,
+                                  adam_step, num_threads)
         cdef DenseBuffers layer, below
         cdef Py_ssize_t i, last = len(self.layers) - 1
         cdef double loss
@@ -326,3 +338,48 @@ cdef class DenseTrainStep:
                                    lr, beta1, beta2, eps, weight_decay, num_threads)
         return loss, correct
 
+
+    cdef (double, Py_ssize_t) tiny_step(self, const float[:, ::1] x, const int64_t[::1] labels,
+                                        double lr, double momentum, double weight_decay,
+                                        double beta1, double beta2, double eps, long adam_step,
+                                        int num_threads):
+        """one_step for tiny stacks: _tiny_dense.pxd's loops, then the same loss and optimizer
+        kernels. Writes the full gradients (dw and db) whatever the optimizer."""
+        cdef DenseBuffers layer
+        cdef Py_ssize_t i, n = self.batch, last = len(self.layers) - 1
+        cdef const float* inp = &x[0, 0]
+        cdef double loss
+        cdef Py_ssize_t correct
+        for i in range(last + 1):
+            layer = self.layers[i]
+            tiny_dense_forward(&layer.y[0, 0], inp, &layer.w[0, 0], &layer.b[0], n,
+                               layer.w.shape[1], layer.w.shape[0], layer.act)
+            inp = &layer.y[0, 0]
+        layer = self.layers[last]
+        with nogil:
+            if self.loss_kind == LOSS_SOFTMAX_CROSS_ENTROPY:
+                loss = softmax_cross_entropy_kernel(self.dout, layer.y, labels, 1)
+            else:
+                loss = mse_labels_kernel(self.dout, layer.y, labels, 1)
+            correct = count_correct_kernel(layer.y, labels)
+        cdef float* dy = &self.dout[0, 0]
+        cdef float* dx
+        for i in range(last, -1, -1):
+            layer = self.layers[i]
+            inp = &x[0, 0] if i == 0 else &(<DenseBuffers>self.layers[i - 1]).y[0, 0]
+            dx = &layer.dx[0, 0] if i > 0 else NULL
+            tiny_dense_backward(dx, &layer.dw[0, 0], &layer.db[0], dy, inp, &layer.w[0, 0],
+                                &layer.y[0, 0], n, layer.w.shape[1], layer.w.shape[0],
+                                layer.act, i > 0)
+            dy = dx
+        if self.optimizer_kind == OPT_SGD and momentum == 0 and weight_decay == 0:
+            for i in range(last + 1):
+                layer = self.layers[i]
+                tiny_sgd_step(&layer.w[0, 0], &layer.dw[0, 0], layer.w.shape[0] * layer.w.shape[1], <float>lr)
+                tiny_sgd_step(&layer.b[0], &layer.db[0], layer.b.shape[0], <float>lr)
+        elif self.optimizer_kind == OPT_SGD:
+            sgd_update_kernel(self.params, self.grads, self.state1, lr, momentum, weight_decay, 1)
+        else:
+            adam_update_kernel(self.params, self.grads, self.state1, self.state2, adam_step,
+                               lr, beta1, beta2, eps, weight_decay, 1)
+        return loss, correct

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import fastnn
 from fastnn import datasets, zoo
 from fastnn.cli import main
-from fastnn.train.state import TrainState
+from fastnn.train import loop
 
 FUZZ = settings(deadline=None, derandomize=True, database=None, max_examples=60,
                 suppress_health_check=list(HealthCheck))
@@ -96,15 +96,14 @@ def test_resume_of_a_config_run_needs_only_the_checkpoint(tmp_path, capsys, blob
     path, _ = blobs_config(tmp_path)
     args = ["--data", blobs_npz, "--quiet"]
     assert cli(capsys, "train", "--config", path, *args, "--out", tmp_path / "full")[0] == 0
-    calls, record = [], TrainState.record_step
+    check = loop._check_interrupt
 
-    def crash_at_100(self, *args, **kwargs):  # a crash mid-run, after the checkpoint of step 74
-        calls.append(1)
-        if len(calls) == 100:
+    def crash_at_100(state, callbacks, interrupted):  # a crash mid-run, after the checkpoint of step 74
+        if state.global_step >= 100:
             raise KeyboardInterrupt("crash")
-        return record(self, *args, **kwargs)
+        check(state, callbacks, interrupted)
 
-    monkeypatch.setattr(TrainState, "record_step", crash_at_100)
+    monkeypatch.setattr(loop, "_check_interrupt", crash_at_100)
     ckpt = tmp_path / "c.ckpt"
     assert cli(capsys, "train", "--config", path, *args, "--checkpoint", ckpt, "--checkpoint-every", "37")[0] == 130
     monkeypatch.undo()

@@ -10,7 +10,7 @@ from fastnn import (MSE, SGD, Adam, Checkpoint, Dense, EarlyStopping, Sequential
                     SoftmaxCrossEntropy, TrainingDiverged, _train_step, resume)
 from fastnn.network import Network
 from fastnn.train.callbacks import Callback
-from fastnn.train.state import TrainState
+from fastnn.train import loop
 
 OPTIMIZERS = {"sgd": lambda: SGD(0.1), "sgd-momentum-decay": lambda: SGD(0.05, momentum=0.9, weight_decay=1e-3),
               "adam": lambda: Adam(0.01)}
@@ -122,15 +122,14 @@ def test_checkpoints_every_n_steps_resume_bit_identically(tmp_path, monkeypatch)
     full = model("adam")
     history = full.fit(x, y, epochs=3, batch_size=8, seed=2, verbose=0)
     path = tmp_path / "c.ckpt"
-    calls, record = [], TrainState.record_step
+    check = loop._check_interrupt
 
-    def crash_at_40(self, *args):  # mid-run, inside a compiled run, after the checkpoint of step 35
-        calls.append(1)
-        if len(calls) == 40:
+    def crash_after_38(state, callbacks, interrupted):  # after a compiled run of steps 36-38
+        if state.global_step >= 38:
             raise KeyboardInterrupt("crash")
-        return record(self, *args)
+        check(state, callbacks, interrupted)
 
-    monkeypatch.setattr(TrainState, "record_step", crash_at_40)
+    monkeypatch.setattr(loop, "_check_interrupt", crash_after_38)
     with pytest.raises(KeyboardInterrupt):
         model("adam").fit(x, y, epochs=3, batch_size=8, seed=2, verbose=0,
                           callbacks=[Checkpoint(path, every_n_steps=5, at_end=False)])

@@ -280,22 +280,23 @@ def test_fused_dense_step_matches_layer_by_layer(loss, optimizer, exact, num_thr
     threads(num_threads)
     fused, layered = _dense_stack(loss(), optimizer()), _dense_stack(loss(), optimizer())
     layered._fused_steps = None  # forces the layer-by-layer path
-    x = rng.random((100, 12), dtype=np.float32)
-    y = rng.integers(0, 5, 100)
-    for start in range(0, 100, 32):  # includes a short last batch (4)
+    x = rng.random((90, 12), dtype=np.float32)
+    y = rng.integers(0, 5, 90)
+    for start in range(0, 90, 32):  # includes a short last batch (26)
         xb, yb = x[start:start + 32], y[start:start + 32]
         fused_loss, layered_loss = fused.train_step(xb, yb), layered.train_step(xb, yb)
         if exact:
             assert fused_loss == layered_loss and fused.last_correct == layered.last_correct
         else:
             assert fused_loss == pytest.approx(layered_loss, rel=1e-5)
-    assert sorted(fused._fused_steps) == [4, 32]  # the fused path really ran
+    assert sorted(fused._fused_steps) == [26, 32]  # the fused path really ran
+    assert not any(step.tiny for step in fused._fused_steps.values())  # the GEMM kernels ran
     if exact:
         np.testing.assert_array_equal(fused.params, layered.params)
     else:
         np.testing.assert_allclose(fused.params, layered.params, rtol=1e-5, atol=1e-6)
     if isinstance(fused.optimizer, Adam):
-        assert fused.optimizer.t == layered.optimizer.t == 4
+        assert fused.optimizer.t == layered.optimizer.t == 3
 
 
 def test_fused_plain_sgd_matches_layer_by_layer_on_the_presets(rng):
@@ -407,3 +408,25 @@ def test_fit_with_uint8_labels_takes_the_fused_step_and_matches_int64(rng):
     b.fit(x, y, epochs=2, batch_size=16, seed=1, verbose=0)
     assert a._fused_steps and sorted(a._fused_steps) == [16]
     np.testing.assert_array_equal(a.params, b.params)
+
+
+@pytest.mark.parametrize("loss", [SoftmaxCrossEntropy, MSE])
+@pytest.mark.parametrize("optimizer", [lambda: SGD(0.5), lambda: SGD(0.1, momentum=0.9, weight_decay=1e-3),
+                                       lambda: Adam(0.01)], ids=["sgd", "momentum", "adam"])
+def test_tiny_dense_step_matches_layer_by_layer(loss, optimizer, rng):
+    """Stacks of at most TINY_STEP_MAX_WORK multiply-adds (the spiral preset) run the tiny-layer
+    loops: the same sums as the GEMM path in another order, so equal within rounding."""
+    from fastnn import _train_step
+    make = lambda: Sequential([Dense(10, "sigmoid"), Dense(7, "tanh"), Dense(3)], loss=loss(),  # noqa: E731
+                              optimizer=optimizer(), input_shape=(2,), seed=4)
+    fused, layered = make(), make()
+    layered._fused_steps = None
+    x = rng.uniform(-1, 1, (30, 2)).astype(np.float32)
+    y = rng.integers(0, 3, 30)
+    for _ in range(5):
+        fused_loss, layered_loss = fused.train_step(x, y), layered.train_step(x, y)
+        assert fused_loss == pytest.approx(layered_loss, rel=1e-5)
+        assert fused.last_correct == layered.last_correct
+    assert fused._fused_steps[30].tiny and 30 * (20 + 70 + 21) <= _train_step.TINY_STEP_MAX_WORK
+    np.testing.assert_allclose(fused.params, layered.params, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fused.grads, layered.grads, rtol=1e-4, atol=1e-6)

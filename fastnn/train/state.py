@@ -124,8 +124,16 @@ class TrainState:
     def record_steps(self, losses, batch_size, corrects):
         """The loop finished len(losses) steps of `batch_size` samples in one call (numpy arrays
         of each step's loss and correct count): the same sums as record_step, step by step."""
-        for loss, correct in zip(losses.tolist(), corrects.tolist()):
-            self.record_step(loss, batch_size, correct)
+        losses = losses.tolist()
+        loss_sum = self.loss_sum
+        for loss in losses:  # in step order: the same float sum as record_step makes
+            loss_sum += loss * batch_size
+        self.loss_sum = loss_sum
+        self.global_step += len(losses)
+        self.step_in_epoch += len(losses)
+        self.seen += batch_size * len(losses)
+        self.correct = None if self.correct is None else self.correct + int(corrects.sum())
+        self.history.step_loss.extend(losses)
 
     def epoch_seconds(self):
         """Training seconds spent in the current epoch so far."""
