@@ -30,12 +30,14 @@ def test_fma_peak_reports_each_width_the_cpu_has():
         assert peaks[width] is None or peaks[width] > 0
     if any(expected.values()):
         assert fma_peak.widest(peaks)[0] == max(w for w, has in expected.items() if has)
+    assert (peak.bf16 is not None) == ("avx512_bf16" in flags) and (peak.bf16 is None or peak.bf16 > 0)
 
 
 def test_fma_peak_table_and_errors():
-    text = fma_peak.table({1: fma_peak.Peak({128: 10.0, 256: 20.0, 512: None}, 0.5)})
-    assert "| 1 | 10.0 | 20.0 | unsupported | others used 50% of the CPUs  NOISY: peak too low |" in text
-    assert fma_peak.parse("128 1 4.50\n512 unsupported\n") == {128: 4.5, 512: None}
+    text = fma_peak.table({1: fma_peak.Peak({128: 10.0, 256: 20.0, 512: None}, 0.5, None)})
+    assert "| 1 | 10.0 | 20.0 | unsupported | unsupported | others used 50% of the CPUs  NOISY: peak too low |" in text
+    assert fma_peak.parse("128 1 4.50\n512 unsupported\nbf16 unsupported\n") == ({128: 4.5, 512: None}, None)
+    assert fma_peak.parse("512 2 9.00\nbf16 2 18.00\n") == ({512: 9.0}, 18.0)
     with pytest.raises(ValueError, match="threads"):
         fma_peak.measure(0)
     assert fma_peak.main(["--threads", "0"]) == 2

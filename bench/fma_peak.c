@@ -2,7 +2,10 @@
  * fused multiply-adds (no loads, no stores), on 1..T threads.
  *
  *   fma_peak THREADS SECONDS REPEATS  ->  one line per width: "width threads gflops" or
- *                                         "width unsupported"
+ *                                         "width unsupported", then the same for "bf16":
+ *                                         AVX512-BF16's vdpbf16ps (32 bfloat16 products summed
+ *                                         pairwise into 16 float32 lanes: 64 flops an
+ *                                         instruction), the ceiling of a bfloat16 kernel
  *
  * Built and run by bench/fma_peak.py (gcc at run time, no -march: each width's loop carries its
  * own target attribute and runs only where __builtin_cpu_supports says the CPU has it).
@@ -54,6 +57,13 @@ FMA_LOOP(loop256, "avx2,fma", __m256)
 #define FMADD _mm512_fmadd_ps
 #define FIRST _mm512_cvtss_f32
 FMA_LOOP(loop512, "avx512f", __m512)
+#if __GNUC__ >= 10  /* the first gcc with AVX512-BF16 intrinsics */
+#define HAVE_BF16_LOOP 1
+#undef FMADD
+#define FMADD(acc, a, b) _mm512_dpbf16_ps(acc, (__m512bh)_mm512_castps_si512(a), \
+                                         (__m512bh)_mm512_castps_si512(b))
+FMA_LOOP(loop512bf16, "avx512f,avx512bf16", __m512)
+#endif
 
 typedef struct { void (*loop)(long); long iters; } job_t;
 
@@ -120,5 +130,11 @@ int main(int argc, char **argv) {
                best_gflops(widths[i].loop, widths[i].width / 32, threads, seconds, repeats));
         fflush(stdout);
     }
+#ifdef HAVE_BF16_LOOP
+    if (__builtin_cpu_supports("avx512bf16"))  /* 32 lanes of products a 512-bit instruction */
+        printf("bf16 %d %.2f\n", threads, best_gflops(loop512bf16, 32, threads, seconds, repeats));
+    else
+#endif
+        printf("bf16 unsupported\n");
     return 0;
 }

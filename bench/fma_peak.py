@@ -4,7 +4,9 @@
 
 Compiles bench/fma_peak.c with the system C compiler (gcc or $CC; a second or so, cached per
 process) and runs its register-resident FMA loop: 128-, 256- and 512-bit vectors, each only
-where the CPU has the instructions (a width it lacks is reported as unsupported, not guessed).
+where the CPU has the instructions (a width it lacks is reported as unsupported, not guessed),
+and the same loop of AVX512-BF16 dot products (`bf16`: the ceiling of a bfloat16 kernel with
+float32 sums, reported beside the float32 peaks, never used as "the peak").
 The kernel benchmarks divide their GFLOP/s by these peaks (roofline.fma_fractions): the numpy
 roofline says how close a kernel is to a good GEMM library, this says how close it is to the CPU.
 Best of `repeats` runs: machine noise only ever lowers a peak. Wall clock only.
@@ -27,7 +29,8 @@ NOISY = 0.05  # others' CPU share above which a peak is flagged (it is then too 
 # gflops: {width: best GFLOP/s, or None where the CPU lacks the width}; others_cpu: the share of
 # the CPUs other processes took meanwhile (a busy machine lowers the peak, and so inflates every
 # fraction of it).
-Peak = collections.namedtuple("Peak", "gflops others_cpu")
+# bf16: the bfloat16 dot-product loop's GFLOP/s (None where the CPU lacks it).
+Peak = collections.namedtuple("Peak", "gflops others_cpu bf16")
 
 
 class PeakUnavailable(RuntimeError):
@@ -47,13 +50,17 @@ def _binary():
 
 
 def parse(output):
-    """fma_peak's lines -> {width: GFLOP/s or None when the CPU lacks that width}."""
-    peaks = {}
+    """fma_peak's lines -> ({width: GFLOP/s or None when the CPU lacks that width}, bf16 GFLOP/s
+    or None)."""
+    peaks, bf16 = {}, None
     for line in output.splitlines():
         fields = line.split()
-        width = int(fields[0])
-        peaks[width] = None if fields[1] == "unsupported" else float(fields[2])
-    return peaks
+        gflops = None if fields[1] == "unsupported" else float(fields[2])
+        if fields[0] == "bf16":
+            bf16 = gflops
+        else:
+            peaks[int(fields[0])] = gflops
+    return peaks, bf16
 
 
 @functools.lru_cache(maxsize=None)
@@ -66,7 +73,8 @@ def measure(threads, seconds=0.3, repeats=5):
         proc = subprocess.run([binary, str(threads), str(seconds), str(repeats)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise PeakUnavailable(f"fma_peak: exited {proc.returncode}: {proc.stderr.strip()}")
-    return Peak(parse(proc.stdout), noise.share)
+    peaks, bf16 = parse(proc.stdout)
+    return Peak(peaks, noise.share, bf16)
 
 
 def widest(peaks):
@@ -81,10 +89,11 @@ def noise_flag(share):
 
 def table(results):
     """results {threads: Peak} -> the README-ready lines."""
-    lines = ["| threads | " + " | ".join(f"{w}-bit GFLOP/s" for w in WIDTHS) + " | noise |",
-             "|---|" + "---|" * (len(WIDTHS) + 1)]
+    lines = ["| threads | " + " | ".join(f"{w}-bit GFLOP/s" for w in WIDTHS) +
+             " | 512-bit bf16 dot GFLOP/s | noise |", "|---|" + "---|" * (len(WIDTHS) + 2)]
     for threads, peak in results.items():
-        cells = ["unsupported" if peak.gflops.get(w) is None else f"{peak.gflops[w]:.1f}" for w in WIDTHS]
+        cells = ["unsupported" if g is None else f"{g:.1f}"
+                 for g in [peak.gflops.get(w) for w in WIDTHS] + [peak.bf16]]
         lines.append(f"| {threads} | " + " | ".join(cells) + f" | {noise_flag(peak.others_cpu)} |")
     return "\n".join(lines)
 
