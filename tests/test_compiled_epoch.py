@@ -3,10 +3,12 @@
 fit trains a float32 Dense stack on in-memory arrays in compiled runs of steps, cut where a
 callback asks for a call; the reference here is the step-by-step loop (the model's runner
 switched off), which every other test of fit exercises."""
+import io
+
 import numpy as np
 import pytest
 
-from fastnn import (MSE, SGD, Adam, Checkpoint, Dense, EarlyStopping, Sequential,
+from fastnn import (MSE, SGD, Adam, Checkpoint, Dense, EarlyStopping, ProgressBar, Sequential,
                     SoftmaxCrossEntropy, TrainingDiverged, _train_step, resume)
 from fastnn.network import Network
 from fastnn.train.callbacks import Callback
@@ -172,3 +174,28 @@ def test_run_refuses_rows_and_labels_out_of_range(plan):
     with pytest.raises(ValueError, match="non-empty"):
         run(step, x, y, order, 0, 0)
     assert isinstance(step, _train_step.DenseTrainStep)
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_on_a_terminal_moves_in_strides_and_changes_nothing(step_by_step):
+    x, y = problem(n=2000)
+    calls = []
+
+    class Bar(ProgressBar):
+        def on_step_end(self, step, loss):
+            calls.append(step)
+            super().on_step_end(step, loss)
+
+    terminal = Terminal()
+    shown = model().fit(x, y, epochs=2, batch_size=8, seed=1, verbose=0,
+                        callbacks=[Bar(steps_per_epoch=250, verbose=1, stream=terminal)])
+    assert "/250" in terminal.getvalue()  # tqdm drew the bar
+    stride = ProgressBar.STRIDE  # counted from each epoch's start (250 steps an epoch)
+    assert calls == list(range(stride, 251, stride)) + list(range(250 + stride, 501, stride))
+    step_by_step()
+    plain = model().fit(x, y, epochs=2, batch_size=8, seed=1, verbose=0)
+    assert shown.step_loss == plain.step_loss

@@ -68,6 +68,8 @@ class Callback:
 class ProgressBar(Callback):
     """tqdm bar per epoch with loss, accuracy and samples/s; silent when not a TTY or verbose=0."""
 
+    STRIDE = 32
+
     def __init__(self, steps_per_epoch, verbose=1, stream=None):
         super().__init__()
         self.steps_per_epoch, self.verbose = steps_per_epoch, verbose
@@ -78,8 +80,9 @@ class ProgressBar(Callback):
         return bool(self.verbose) and hasattr(self.stream, "isatty") and self.stream.isatty()
 
     def next_step_call(self, step):
-        # A bar only on a terminal, moved in 100ths of an epoch: no call per step otherwise.
-        return step + max(1, self.steps_per_epoch // 100) if self._enabled() else None
+        # A bar only on a terminal, moved in 100ths of an epoch and at least STRIDE steps at a
+        # time (a call cuts the compiled run of steps it falls in).
+        return step + max(self.STRIDE, self.steps_per_epoch // 100) if self._enabled() else None
 
     def on_step_end(self, step, loss):
         if self.bar is None:
