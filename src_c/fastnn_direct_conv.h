@@ -33,9 +33,9 @@
 
 /* Whether each piece runs its 16-lane AVX-512 clone when FASTNN_ISA is unset (fastnn_cpu.h):
  * only where it measured at least as fast as the 8-lane AVX2 clone (docs/kernels.md). */
-#define FASTNN_DCONV_FWD_AVX512_BY_DEFAULT 1
-#define FASTNN_DCONV_DW_AVX512_BY_DEFAULT 1
-#define FASTNN_DCONV_DX_AVX512_BY_DEFAULT 1
+#define FASTNN_DCONV_FWD_AVX512_BY_DEFAULT 0
+#define FASTNN_DCONV_DW_AVX512_BY_DEFAULT 0
+#define FASTNN_DCONV_DX_AVX512_BY_DEFAULT 0
 
 /* fastnn_dconv_dw's `accumulate`: the first chunk of samples stores its sums, later chunks add. */
 enum { FASTNN_DCONV_DW_STORE = 0, FASTNN_DCONV_DW_ADD = 1 };

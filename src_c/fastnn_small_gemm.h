@@ -32,8 +32,8 @@ enum { FASTNN_DOT_KC = 512 };
 
 /* Whether each shape runs its AVX-512 clone when FASTNN_ISA is unset (fastnn_cpu.h): only
  * where it measured at least as fast as the AVX2 clone (docs/kernels.md). */
-#define FASTNN_GEMM_DOT_AVX512_BY_DEFAULT 1
-#define FASTNN_GEMM_AXPY_AVX512_BY_DEFAULT 1
+#define FASTNN_GEMM_DOT_AVX512_BY_DEFAULT 0
+#define FASTNN_GEMM_AXPY_AVX512_BY_DEFAULT 0
 
 #define FASTNN_GL_CAT_(a, b) a##b
 #define FASTNN_GL_CAT(a, b) FASTNN_GL_CAT_(a, b)

@@ -1,7 +1,7 @@
 /* The small GEMM's bodies for one vector width: fastnn_small_gemm.h includes this file once per
  * lane count, FASTNN_GL_L = 8 (the baseline and AVX2 clones) or 16 (the AVX-512 clone), and
  * every name here gets the suffix _8 or _16. The dot shape steps k by L lanes (the rest of k
- * scalar); the axpy shape's blocks are 4 rows x 2L columns (the rest of n a row at a time).
+ * scalar); the axpy shape's blocks are 4 rows x 2L columns, then L (the rest of n a row at a time).
  */
 #define GL_L FASTNN_GL_L
 #define GL_V FASTNN_GL_CAT(fastnn_gv, FASTNN_GL_L)
@@ -90,24 +90,26 @@ static inline __attribute__((always_inline)) void GL_FN(fastnn_gemm_dot_body)(
     }
 }
 
-/* One (rows <= 4) x 2L block of the axpy shape. */
+/* One (rows <= 4) x (vecs * L) block of the axpy shape, vecs 1 or 2. */
 static inline __attribute__((always_inline)) void GL_FN(fastnn_axpy_block)(
-        int rows, int k, float alpha, const float *a, int sam, int sak, const float *b, int ldb,
-        float beta, float *c, int ldc) {
+        int rows, int vecs, int k, float alpha, const float *a, int sam, int sak, const float *b,
+        int ldb, float beta, float *c, int ldc) {
     GL_V acc[4][2] = {{{0}}};
     int p, i, h;
     for (p = 0; p < k; p++) {
-        GL_V b0 = GL_FN(fastnn_gload)(b + p * ldb), b1 = GL_FN(fastnn_gload)(b + p * ldb + GL_L);
+        GL_V b0 = GL_FN(fastnn_gload)(b + p * ldb);
+        GL_V b1 = vecs > 1 ? GL_FN(fastnn_gload)(b + p * ldb + GL_L) : b0;
         for (i = 0; i < 4; i++) {
             if (i < rows) {
                 float s = a[i * sam + p * sak];
                 acc[i][0] += s * b0;
-                acc[i][1] += s * b1;
+                if (vecs > 1)
+                    acc[i][1] += s * b1;
             }
         }
     }
     for (i = 0; i < rows; i++) {
-        for (h = 0; h < 2; h++) {
+        for (h = 0; h < vecs; h++) {
             float *ci = c + i * ldc + GL_L * h;
             GL_V out = alpha * acc[i][h];
             if (beta != 0.0f)
@@ -117,14 +119,31 @@ static inline __attribute__((always_inline)) void GL_FN(fastnn_axpy_block)(
     }
 }
 
-/* The last cols < 2L columns of the axpy shape, a row at a time: the inner loop runs across
+/* All rows of the axpy shape for one column panel of vecs * L columns. `rows` reaches the block
+ * as a constant (switch), so its accumulators stay in registers. */
+static inline __attribute__((always_inline)) void GL_FN(fastnn_axpy_panel)(
+        int vecs, int m, int k, float alpha, const float *a, int sam, int sak, const float *b,
+        int ldb, float beta, float *c, int ldc) {
+    for (int i = 0; i < m; i += 4) {
+        const float *ai = a + i * sam;
+        float *ci = c + i * ldc;
+        switch (m - i < 4 ? m - i : 4) {
+        case 4: GL_FN(fastnn_axpy_block)(4, vecs, k, alpha, ai, sam, sak, b, ldb, beta, ci, ldc); break;
+        case 3: GL_FN(fastnn_axpy_block)(3, vecs, k, alpha, ai, sam, sak, b, ldb, beta, ci, ldc); break;
+        case 2: GL_FN(fastnn_axpy_block)(2, vecs, k, alpha, ai, sam, sak, b, ldb, beta, ci, ldc); break;
+        default: GL_FN(fastnn_axpy_block)(1, vecs, k, alpha, ai, sam, sak, b, ldb, beta, ci, ldc);
+        }
+    }
+}
+
+/* The last cols < L columns of the axpy shape, a row at a time: the inner loop runs across
  * columns, so no addition waits on the one before it (a k-inner loop would be latency-bound). */
 static inline __attribute__((always_inline)) void GL_FN(fastnn_axpy_narrow)(
         int rows, int cols, int k, float alpha, const float *a, int sam, int sak, const float *b,
         int ldb, float beta, float *c, int ldc) {
     int i, j, p;
     for (i = 0; i < rows; i++) {
-        float acc[2 * GL_L] = {0};
+        float acc[GL_L] = {0};
         for (p = 0; p < k; p++) {
             float s = a[i * sam + p * sak];
             for (j = 0; j < cols; j++)
@@ -138,20 +157,15 @@ static inline __attribute__((always_inline)) void GL_FN(fastnn_axpy_narrow)(
 static inline __attribute__((always_inline)) void GL_FN(fastnn_gemm_axpy_body)(
         int m, int n, int k, float alpha, const float *a, int sam, int sak, const float *b,
         int ldb, float beta, float *c, int ldc) {
-    int i, j;
-    /* A 2L-column panel of B (k x 8L bytes) is reused by every row block. */
-    /* `rows` reaches the block as a constant (switch), so its accumulators stay in registers. */
+    int j;
+    /* A 2L-column panel of B (k x 8L bytes) is reused by every row block; then one L-column
+       panel (the 16-lane build's 784 = 24 x 32 + 16 columns left 16 to the scalar loop). */
     for (j = 0; j + 2 * GL_L <= n; j += 2 * GL_L)
-        for (i = 0; i < m; i += 4) {
-            const float *ai = a + i * sam, *bj = b + j;
-            float *cij = c + i * ldc + j;
-            switch (m - i < 4 ? m - i : 4) {
-            case 4: GL_FN(fastnn_axpy_block)(4, k, alpha, ai, sam, sak, bj, ldb, beta, cij, ldc); break;
-            case 3: GL_FN(fastnn_axpy_block)(3, k, alpha, ai, sam, sak, bj, ldb, beta, cij, ldc); break;
-            case 2: GL_FN(fastnn_axpy_block)(2, k, alpha, ai, sam, sak, bj, ldb, beta, cij, ldc); break;
-            default: GL_FN(fastnn_axpy_block)(1, k, alpha, ai, sam, sak, bj, ldb, beta, cij, ldc);
-            }
-        }
+        GL_FN(fastnn_axpy_panel)(2, m, k, alpha, a, sam, sak, b + j, ldb, beta, c + j, ldc);
+    if (n - j >= GL_L) {
+        GL_FN(fastnn_axpy_panel)(1, m, k, alpha, a, sam, sak, b + j, ldb, beta, c + j, ldc);
+        j += GL_L;
+    }
     if (j < n)
         GL_FN(fastnn_axpy_narrow)(m, n - j, k, alpha, a, sam, sak, b + j, ldb, beta, c + j, ldc);
 }

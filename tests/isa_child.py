@@ -26,10 +26,11 @@ CONV_CASES = [((64, 1, 28, 28), (20, 1, 5, 5)), ((16, 20, 12, 12), (50, 20, 5, 5
               ((6, 3, 8, 21), (4, 3, 3, 5)), ((5, 2, 7, 27), (6, 2, 3, 5)),
               ((4, 2, 6, 37), (9, 2, 2, 5)), ((1, 2, 5, 20), (3, 2, 3, 4))]
 # (op_a, op_b, m, n, k): the three orientations fastnn_small_gemm.h takes, sizes off every
-# multiple of 8 and 16 (k tails in the dot shape, column tails in the axpy shape).
+# multiple of 8 and 16: k tails in the dot shape; in the axpy shape n = 2L-column panels, one
+# L-column panel, then 1..L-1 columns a row at a time (57 = 32 + 16 + 9 at L = 16).
 GEMM_CASES = [("N", "T", 1, 500, 800), ("N", "T", 10, 30, 784), ("N", "T", 13, 37, 101),
               ("N", "T", 3, 5, 17), ("T", "N", 30, 784, 10), ("T", "N", 7, 300, 23),
-              ("N", "N", 5, 47, 33), ("N", "N", 17, 19, 9)]
+              ("T", "N", 6, 57, 5), ("N", "N", 5, 47, 33), ("N", "N", 17, 19, 9)]
 # LeNet (conv20-ReLU-pool-conv50-ReLU-pool-fc500-ReLU-fc10) on a batch of 8: its conv1 runs
 # 16 lanes, conv2 8, and its dense layers the small GEMM. Of seeds 0-39 the one whose forward
 # stays farthest from kinks (ReLU at 0, pool ties): 5.9e-5, see test_isa.py.

@@ -132,6 +132,21 @@ def test_levels_agree_on_lenet_gradients_and_fit_steps(level):
 
 
 # -- FASTNN_ISA's own contract ----------------------------------------------------------------
+def test_unset_runs_the_cpus_best_level_and_each_kernels_preference():
+    code = ("import json, fastnn; from fastnn import _conv; i = fastnn.info(); print(json.dumps([i['isa'], "
+            "i['isa_source'], i['small_gemm_simd'], _conv.direct_isa((64, 1, 28, 28), (20, 1, 5, 5))]))")
+    env = {k: v for k, v in os.environ.items() if k != "FASTNN_ISA"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    isa, source, gemm, conv1 = json.loads(done.stdout)
+    assert (isa, source) == (BEST, "cpu")
+    # At the AVX-512 level each kernel keeps its AVX2 clone unless its own AVX-512 one measured
+    # at least as fast (the *_AVX512_BY_DEFAULT constants): either way a vector build.
+    vector = {"avx512": ("avx512f+fma", "avx2+fma"), "avx2": ("avx2+fma",), "baseline": ("baseline",)}[BEST]
+    assert all(part.split()[-1] in vector for part in gemm.split(", ")), gemm
+    assert set(conv1.values()) <= {"avx512": {"avx512", "avx2"}}.get(BEST, {BEST}), conv1
+
+
 def test_unknown_value_fails_import_naming_the_variable():
     code = "import fastnn"
     done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, FASTNN_ISA="sse9"),
