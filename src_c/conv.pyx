@@ -29,7 +29,7 @@ cdef extern from "fastnn_direct_conv.h" nogil:
                          long k0, int kb, long t0, int tb, long n0, long n1, int accumulate)
     void fastnn_dconv_dx(const fastnn_dconv_geom* g, float* dxc, const float* dyn, const float* w,
                          long c)
-    int fastnn_dconv_avx2()
+    int fastnn_dconv_vector()
     int fastnn_dconv_isa(const fastnn_dconv_geom* g, int piece)
     int FASTNN_DCONV_PIECE_FWD, FASTNN_DCONV_PIECE_DW, FASTNN_DCONV_PIECE_DX
 
@@ -49,7 +49,7 @@ cdef inline bint _direct_applies(const Geom* g, bint float32) noexcept nogil:
     # the baseline (SSE2) build of the 8-wide tiles measured 4-40x slower than AVX2, far
     # behind im2col + OpenBLAS.
     return (float32 and g.sh == 1 and g.sw == 1 and g.ph == 0 and g.pw == 0 and g.Q >= 8
-            and fastnn_dconv_avx2())
+            and fastnn_dconv_vector())
 
 
 cdef ConvAlgo conv2d_forward_algo(const Geom* g, bint float32, ConvPaths paths) noexcept nogil:

@@ -12,10 +12,13 @@
  * when fastnn is imported and raises ValueError for those values, so a user never silently gets
  * another path than the one asked for; it also makes every kernel module take its decision then.
  *
- * "Prefers": with FASTNN_ISA unset, a kernel whose AVX-512 clone did not measure at least as fast
- * as its AVX2 clone on the machine it was tuned on runs the AVX2 clone (each header's
- * *_AVX512_BY_DEFAULT constant, with the measurement in docs/kernels.md); FASTNN_ISA=avx512 runs
- * the AVX-512 clone of every kernel that has one.
+ * The default prefers AVX-512 only where it measured at least as fast: with FASTNN_ISA unset, a
+ * kernel whose AVX-512 clone was slower than its AVX2 clone on the machine it was measured on runs
+ * the AVX2 clone (each header's *_AVX512_BY_DEFAULT constant). On that machine (AMD EPYC, 512-bit
+ * FMAs double-pumped: 114 GFLOP/s per core at 256 and at 512 bits, bench/fma_peak.py) only the
+ * small GEMM's axpy shape gained (1.1-1.5x); the direct convolution and the dot shape run AVX2
+ * (docs/kernels.md has the numbers and commands). FASTNN_ISA=avx512 runs the AVX-512 clone of
+ * every kernel that has one, for tests and for measuring on other CPUs.
  */
 #ifndef FASTNN_CPU_H
 #define FASTNN_CPU_H

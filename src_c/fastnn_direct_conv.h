@@ -32,7 +32,10 @@
 #define FASTNN_DCONV_DX_VB 4
 
 /* Whether each piece runs its 16-lane AVX-512 clone when FASTNN_ISA is unset (fastnn_cpu.h):
- * only where it measured at least as fast as the 8-lane AVX2 clone (docs/kernels.md). */
+ * only where it measured at least as fast as the 8-lane AVX2 clone (docs/kernels.md). None did
+ * on the AMD EPYC it was measured on: its 512-bit FMAs give the same 114 GFLOP/s as 256-bit
+ * ones, and LeNet's conv1 rows (Q = 24) take 2 x 16 lanes against 3 x 8 (forward 0.86-0.94x,
+ * dW and dX 0.8-1.2x, round to round). */
 #define FASTNN_DCONV_FWD_AVX512_BY_DEFAULT 0
 #define FASTNN_DCONV_DW_AVX512_BY_DEFAULT 0
 #define FASTNN_DCONV_DX_AVX512_BY_DEFAULT 0
@@ -117,7 +120,7 @@ static void fastnn_dconv_dw_base(const fastnn_dconv_geom *g, float *dw, const fl
 }
 
 /* 1: a vector clone (AVX2 or AVX-512) runs here, so conv.pyx may choose these kernels. */
-static int fastnn_dconv_avx2(void) {
+static int fastnn_dconv_vector(void) {
     return fastnn_isa() >= FASTNN_ISA_AVX2;
 }
 
@@ -137,7 +140,7 @@ static int fastnn_dconv_isa(const fastnn_dconv_geom *g, int piece) {
     static const int by_default[3] = {FASTNN_DCONV_FWD_AVX512_BY_DEFAULT,
                                       FASTNN_DCONV_DW_AVX512_BY_DEFAULT,
                                       FASTNN_DCONV_DX_AVX512_BY_DEFAULT};
-    if (!fastnn_dconv_avx2())
+    if (!fastnn_dconv_vector())
         return FASTNN_ISA_BASELINE;
     return fastnn_dconv_wide(g, by_default[piece]) ? FASTNN_ISA_AVX512 : FASTNN_ISA_AVX2;
 }
@@ -150,7 +153,7 @@ static void fastnn_dconv_forward(const fastnn_dconv_geom *g, float *y, const flo
         fastnn_dconv_fwd_avx512(g, y, x, w, b, k0, kb);
         return;
     }
-    if (fastnn_dconv_avx2()) {
+    if (fastnn_dconv_vector()) {
         fastnn_dconv_fwd_avx2(g, y, x, w, b, k0, kb);
         return;
     }
@@ -166,7 +169,7 @@ static void fastnn_dconv_dw(const fastnn_dconv_geom *g, float *dw, const float *
         fastnn_dconv_dw_avx512(g, dw, dy, x, k0, kb, t0, tb, n0, n1, accumulate);
         return;
     }
-    if (fastnn_dconv_avx2()) {
+    if (fastnn_dconv_vector()) {
         fastnn_dconv_dw_avx2(g, dw, dy, x, k0, kb, t0, tb, n0, n1, accumulate);
         return;
     }
@@ -182,7 +185,7 @@ static void fastnn_dconv_dx(const fastnn_dconv_geom *g, float *dxc, const float 
         fastnn_dconv_dx_avx512(g, dxc, dyn, w, c);
         return;
     }
-    if (fastnn_dconv_avx2()) {
+    if (fastnn_dconv_vector()) {
         fastnn_dconv_dx_avx2(g, dxc, dyn, w, c);
         return;
     }
