@@ -334,6 +334,9 @@ def versions(whos):
     import threadpoolctl
     v = {"python": sys.version.split()[0], "numpy": np.__version__, "fastnn": fastnn.info()["version"],
          "fastnn_blas": fastnn.info()["blas"], "fastnn_build": fastnn.info()["build_flags"],
+         # the kernels' build level (FASTNN_ISA forces one) and what each family runs at it
+         "fastnn_isa": {key: fastnn.info()[key] for key in ("isa", "isa_source", "small_gemm_simd",
+                                                             "direct_conv_simd")},
          "threadpoolctl": threadpoolctl.__version__,
          "numpy_blas": [f"{i['internal_api']} {i['version']}" for i in threadpoolctl.threadpool_info()
                         if i["user_api"] == "blas" and i["filepath"] != fastnn.info()["blas_library"]]}

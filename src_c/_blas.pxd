@@ -22,7 +22,7 @@ cdef extern from "fastnn_small_gemm.h" nogil:
     void fastnn_small_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
                             const float* a, int lda, const float* b, int ldb, float beta,
                             float* c, int ldc)
-    int fastnn_small_gemm_avx2()
+    int fastnn_small_gemm_isa(int dot)
 
 cdef enum Transpose:
     # op(A) in gemm(): A as stored or its transpose (fastnn_small_sgemm's 0/1 flag values)

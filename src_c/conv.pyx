@@ -14,6 +14,7 @@ from libc.string cimport memcpy, memset
 from _blas cimport gemm_parallel, fastnn_bind_gemm, TRANS, NO_TRANS
 from _options cimport DxMode, DX_SKIP, DX_COMPUTE
 from _parallel cimport threads_for
+from _cpu cimport fastnn_isa, fastnn_isa_name, fastnn_isa_simd_name
 
 include "_bind.pxi"
 
@@ -28,7 +29,9 @@ cdef extern from "fastnn_direct_conv.h" nogil:
                          long k0, int kb, long t0, int tb, long n0, long n1, int accumulate)
     void fastnn_dconv_dx(const fastnn_dconv_geom* g, float* dxc, const float* dyn, const float* w,
                          long c)
-    int fastnn_dconv_avx2()
+    int fastnn_dconv_vector()
+    int fastnn_dconv_isa(const fastnn_dconv_geom* g, int piece)
+    int FASTNN_DCONV_PIECE_FWD, FASTNN_DCONV_PIECE_DW, FASTNN_DCONV_PIECE_DX
 
 cdef enum:
     # Direct dW sums over samples in chunks whose x and dy fit in L2 (bench/bench_conv.py, "conv-direct").
@@ -42,10 +45,11 @@ include "conv_im2col.pxi"
 
 # -- the dispatch: which algorithm computes each piece (docs/kernels.md states these rules) --
 cdef inline bint _direct_applies(const Geom* g, bint float32) noexcept nogil:
-    # Only where the AVX2+FMA build runs: the baseline (SSE2) build of the 8-wide tiles
-    # measured 4-40x slower than there, far behind im2col + OpenBLAS.
+    # Only where a vector build runs (AVX2+FMA or AVX-512; FASTNN_ISA=baseline turns it off):
+    # the baseline (SSE2) build of the 8-wide tiles measured 4-40x slower than AVX2, far
+    # behind im2col + OpenBLAS.
     return (float32 and g.sh == 1 and g.sw == 1 and g.ph == 0 and g.pw == 0 and g.Q >= 8
-            and fastnn_dconv_avx2())
+            and fastnn_dconv_vector())
 
 
 cdef ConvAlgo conv2d_forward_algo(const Geom* g, bint float32, ConvPaths paths) noexcept nogil:
@@ -341,5 +345,30 @@ def conv2d_algorithms(x_shape, w_shape, stride, padding, str dtype, *, need_dx=T
 
 
 def direct_simd():
-    """'avx2+fma' when fastnn_direct_conv.h runs its 8-wide FMA build on this CPU, else 'baseline'."""
-    return "avx2+fma" if fastnn_dconv_avx2() else "baseline"
+    """The widest build fastnn_direct_conv.h runs here: 'avx512f+fma' (16 lanes, rows of >= 16
+    columns), 'avx2+fma' (8 lanes) or 'baseline' (then conv2d never picks the direct kernels)."""
+    cdef fastnn_dconv_geom wide
+    wide.C = wide.H = wide.W = wide.K = wide.R = wide.S = wide.P = wide.Q = 16
+    cdef int isa = max(fastnn_dconv_isa(&wide, FASTNN_DCONV_PIECE_FWD),
+                       fastnn_dconv_isa(&wide, FASTNN_DCONV_PIECE_DW),
+                       fastnn_dconv_isa(&wide, FASTNN_DCONV_PIECE_DX))
+    return fastnn_isa_simd_name(isa).decode()
+
+
+def direct_isa(x_shape, w_shape):
+    """{"forward", "dw", "dx": 'avx512', 'avx2' or 'baseline'}: the build of each direct piece
+    for x of x_shape and w of w_shape at stride 1, no padding (whether conv2d picks the direct
+    algorithm at all is conv2d_algorithms' answer)."""
+    cdef fastnn_dconv_geom d
+    _, d.C, d.H, d.W = x_shape
+    d.K, _, d.R, d.S = w_shape
+    d.P, d.Q = d.H - d.R + 1, d.W - d.S + 1
+    return {"forward": fastnn_isa_name(fastnn_dconv_isa(&d, FASTNN_DCONV_PIECE_FWD)).decode(),
+            "dw": fastnn_isa_name(fastnn_dconv_isa(&d, FASTNN_DCONV_PIECE_DW)).decode(),
+            "dx": fastnn_isa_name(fastnn_dconv_isa(&d, FASTNN_DCONV_PIECE_DX)).decode()}
+
+
+def isa():
+    """This module's level (fastnn_cpu.h): 'avx512', 'avx2' or 'baseline'."""
+    return fastnn_isa_name(fastnn_isa()).decode()
+

@@ -5,11 +5,12 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport uint32_t
 from libc.string cimport memcpy
-from _blas cimport (gemm_parallel, fastnn_bind_gemm, fastnn_small_gemm_avx2, sgemm_by, sgemm_impl,
+from _blas cimport (gemm_parallel, fastnn_bind_gemm, fastnn_small_gemm_isa, sgemm_by, sgemm_impl,
                     Transpose, TRANS, NO_TRANS, GemmImpl, GEMM_BLAS, GEMM_SMALL)
 from _elementwise cimport bias_activate_row, slope_row, ACT_NONE
 from _options cimport DxMode, DX_SKIP, DX_COMPUTE
 from _parallel cimport threads_for
+from _cpu cimport fastnn_isa, fastnn_isa_name, fastnn_isa_simd_name
 
 include "_bind.pxi"
 
@@ -269,5 +270,13 @@ def sgemm(op_a, op_b, float alpha, const float[:, ::1] a, const float[:, ::1] b,
 
 
 def small_gemm_simd():
-    """'avx2+fma' when fastnn_small_gemm.h runs its 8-wide FMA build on this CPU, else 'baseline'."""
-    return "avx2+fma" if fastnn_small_gemm_avx2() else "baseline"
+    """The build fastnn_small_gemm.h runs here: 'avx512f+fma' (16 lanes), 'avx2+fma' (8) or
+    'baseline'; 'dot X, axpy Y' when its two loop shapes run different ones."""
+    dot, axpy = (fastnn_isa_simd_name(fastnn_small_gemm_isa(dot)).decode() for dot in (1, 0))
+    return dot if dot == axpy else f"dot {dot}, axpy {axpy}"
+
+
+def isa():
+    """This module's level (fastnn_cpu.h): 'avx512', 'avx2' or 'baseline'."""
+    return fastnn_isa_name(fastnn_isa()).decode()
+

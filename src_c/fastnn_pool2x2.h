@@ -10,6 +10,7 @@
 #define FASTNN_POOL2X2_H
 #include <stdint.h>
 #include <string.h>
+#include "fastnn_cpu.h"
 
 typedef float fastnn_pf8 __attribute__((vector_size(32)));
 typedef int32_t fastnn_pi8 __attribute__((vector_size(32)));
@@ -134,12 +135,8 @@ static void fastnn_maxpool2x2_row_base(float *y, int64_t *argmax, const float *x
 static inline void fastnn_maxpool2x2_row(float *y, int64_t *argmax, const float *x, long W, long Q,
                                          int64_t offset) {
 #ifdef FASTNN_POOL_HAVE_AVX2
-    static int avx2 = -1;
-    if (avx2 < 0) {
-        __builtin_cpu_init();
-        avx2 = __builtin_cpu_supports("avx2");
-    }
-    if (avx2) {
+    /* The AVX2 row at the AVX2 and AVX-512 levels (fastnn_cpu.h; no 16-lane clone yet). */
+    if (fastnn_isa() >= FASTNN_ISA_AVX2) {
         fastnn_maxpool2x2_row_avx2(y, argmax, x, W, Q, offset);
         return;
     }

@@ -6,6 +6,7 @@ from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 from libc.string cimport memset
 from _parallel cimport threads_for
+from _cpu cimport fastnn_isa, fastnn_isa_name
 
 cdef extern from "fastnn_pool2x2.h" nogil:
     void fastnn_maxpool2x2_row(float* y, int64_t* argmax, const float* x, long W, long Q,
@@ -108,3 +109,9 @@ def depool2d_backward(floating[:, :, :, ::1] dvalues, const floating[:, :, :, ::
                       const int64_t[:, :, :, ::1] argmax, int num_threads):
     with nogil:
         depool2d_backward_kernel(dvalues, dout, argmax, num_threads)
+
+
+def isa():
+    """This module's level (fastnn_cpu.h): 'avx512', 'avx2' or 'baseline' (max-pool's 2x2 row
+    runs its AVX2 build at the top two)."""
+    return fastnn_isa_name(fastnn_isa()).decode()

@@ -43,8 +43,9 @@ def _assert_close(got, want, name):
 
 COL_FROM_FORWARD = _conv.ColState.COL_FROM_FORWARD
 PATHS = {"fast": _conv.ConvPaths.FAST_PATHS, "plain": _conv.ConvPaths.PLAIN_PATH}
-has_direct = pytest.mark.skipif(_conv.direct_simd() != "avx2+fma",
-                                reason="the direct kernels run only on CPUs with AVX2+FMA")
+has_direct = pytest.mark.skipif(_conv.direct_simd() == "baseline",
+                                reason="the direct kernels run only on CPUs with AVX2+FMA "
+                                       "(and not with FASTNN_ISA=baseline)")
 
 
 def _expected_algorithms(xs, ws, stride, padding, dtype, need_dx):
@@ -52,7 +53,7 @@ def _expected_algorithms(xs, ws, stride, padding, dtype, need_dx):
     n, _, _, _ = xs
     _, _, p, q = ops.conv2d_output_shape(xs, ws, stride, padding)
     direct = (np.dtype(dtype) == np.float32 and stride == 1 and padding == 0 and q >= 8
-              and _conv.direct_simd() == "avx2+fma")
+              and _conv.direct_simd() != "baseline")
     return {"forward": "direct" if direct else "im2col",
             "dw": "direct" if direct and n * p * q >= 512 else "im2col",
             "dx": None if not need_dx else "direct" if direct else "im2col"}
@@ -114,12 +115,12 @@ def test_col_from_forward_is_not_trusted_where_the_forward_may_run_direct(n, pat
     work["col"][...] = np.nan
     y = np.empty(dy.shape, np.float32)
     _conv.conv2d_forward(y, x, w, b, 1, 1, 0, 0, work["col"], work["tmp"], 1)
-    if _conv.direct_simd() == "avx2+fma":
+    if _conv.direct_simd() != "baseline":
         assert np.isnan(work["col"]).all()
     dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty_like(b)
     _conv.conv2d_backward(dx, dw, db, dy, x, w, 1, 1, 0, 0, work["col"], work["tmp"], work["dwt"],
                           1, col_state=COL_FROM_FORWARD, paths=PATHS[paths])
-    if n == 16 and paths == "fast" and _conv.direct_simd() == "avx2+fma":
+    if n == 16 and paths == "fast" and _conv.direct_simd() != "baseline":
         assert np.isnan(work["col"]).all()  # all-direct backward: no scratch at all
     for name, got, want in zip("dx dw db".split(), (dx, dw, db), ref.conv2d_backward(dy, x, w)):
         _assert_close(got, want, name)
@@ -141,7 +142,7 @@ def test_raw_kernels_refuse_unknown_options(rng):
         ops.conv2d_backward(dy, x, w, paths=True)
     with pytest.raises(TypeError, match="dtype"):
         ops.conv2d_algorithms(xs, ws, dtype=np.int32)
-    assert _conv.direct_simd() in ("avx2+fma", "baseline")
+    assert _conv.direct_simd() in ("avx512f+fma", "avx2+fma", "baseline")
 
 
 @pytest.mark.parametrize("xs,ws", [((2, 2, 5, 10), (3, 2, 3, 3)), ((1, 1, 4, 13), (2, 1, 2, 2))])

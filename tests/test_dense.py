@@ -174,4 +174,6 @@ def test_raw_dense_backward_takes_none_for_dx_in_both_dtypes(rng):
 
 
 def test_small_sgemm_reports_its_simd_build():
-    assert fastnn._dense.small_gemm_simd() in ("avx2+fma", "baseline")
+    # one build, or 'dot X, axpy Y' where the two loop shapes prefer different ones
+    for part in fastnn._dense.small_gemm_simd().split(", "):
+        assert part.split()[-1] in ("avx512f+fma", "avx2+fma", "baseline")
