@@ -50,6 +50,9 @@ extensions = [
         "fastnn._" + os.path.splitext(os.path.basename(path))[0],
         [path],
         include_dirs=["src_c"],
+        # the C headers and Cython .pxd/.pxi files each module may include: an edit to one
+        # rebuilds the modules (setuptools otherwise looks at the .pyx alone)
+        depends=sorted(glob.glob("src_c/*.h") + glob.glob("src_c/*.pxd") + glob.glob("src_c/*.pxi")),
         extra_compile_args=compile_args,
         extra_link_args=link_args,
         define_macros=[("FASTNN_BUILD_FLAGS", '"%s"' % build_flags),
