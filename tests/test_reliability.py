@@ -307,10 +307,13 @@ def test_cli_divergence_is_one_line_exit_2_and_keeps_the_checkpoint(work, tmp_pa
 @pytest.mark.parametrize("with_checkpoint", [True, False])
 def test_sigint_saves_a_checkpoint_exits_130_and_resumes_exactly(work, tmp_path, with_checkpoint):
     ref = tmp_path / "ref.fastnn"
-    assert finish(cli(*TRAIN, "--epochs", "3", *data_args(work, "memory"), "--out", ref))[0] == 0
+    # enough epochs that Ctrl-C, sent when epoch 1 is printed, lands mid-run (an epoch here is
+    # 1,000 tiny steps: ~10 ms in fit's compiled runs)
+    epochs = "40"
+    assert finish(cli(*TRAIN, "--epochs", epochs, *data_args(work, "memory"), "--out", ref))[0] == 0
     ckpt = tmp_path / ("c.ckpt" if with_checkpoint else "fastnn-interrupted.ckpt")
     extra = ["--checkpoint", ckpt, "--checkpoint-every", 50] if with_checkpoint else []
-    proc = cli(*TRAIN[:-3], "--seed", "3", "--epochs", "3", *data_args(work, "memory"), *extra,
+    proc = cli(*TRAIN[:-3], "--seed", "3", "--epochs", epochs, *data_args(work, "memory"), *extra,
                cwd=tmp_path)  # not --quiet: send Ctrl-C once epoch 1 is printed
     while not proc.stdout.readline().startswith("Epoch 1:"):
         assert proc.poll() is None
@@ -319,7 +322,7 @@ def test_sigint_saves_a_checkpoint_exits_130_and_resumes_exactly(work, tmp_path,
     assert code == 130, err
     assert f"checkpoint saved to {ckpt.name if not with_checkpoint else ckpt}" in err and \
         err.count("\n") == 1, err
-    code, _, err = finish(cli(*TRAIN, "--epochs", "3", *data_args(work, "memory"), "--resume", ckpt,
+    code, _, err = finish(cli(*TRAIN, "--epochs", epochs, *data_args(work, "memory"), "--resume", ckpt,
                               "--out", tmp_path / "res.fastnn", cwd=tmp_path))
     assert code == 0, err
     np.testing.assert_array_equal(fastnn.load(tmp_path / "res.fastnn").params, fastnn.load(ref).params)
