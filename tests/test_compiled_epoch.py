@@ -4,12 +4,14 @@ fit trains a float32 Dense stack on in-memory arrays in compiled runs of steps, 
 callback asks for a call; the reference here is the step-by-step loop (the model's runner
 switched off), which every other test of fit exercises."""
 import io
+import os
+import signal
 
 import numpy as np
 import pytest
 
 from fastnn import (MSE, SGD, Adam, Checkpoint, Dense, EarlyStopping, ProgressBar, Sequential,
-                    SoftmaxCrossEntropy, TrainingDiverged, _train_step, resume)
+                    SoftmaxCrossEntropy, TrainingDiverged, _train_step, load_checkpoint, resume)
 from fastnn.network import Network
 from fastnn.train.callbacks import Callback
 from fastnn.train import loop
@@ -199,3 +201,25 @@ def test_progress_bar_on_a_terminal_moves_in_strides_and_changes_nothing(step_by
     step_by_step()
     plain = model().fit(x, y, epochs=2, batch_size=8, seed=1, verbose=0)
     assert shown.step_loss == plain.step_loss
+
+
+def test_ctrl_c_during_the_last_validation_stops_and_saves(tmp_path):
+    """A Ctrl-C that fit deferred while it validated the last epoch still stops the run and
+    saves: it is looked at after the epoch's logs too, not only after steps."""
+    x, y = problem()
+    path = tmp_path / "c.ckpt"
+
+    class Validation:
+        passes = 0
+
+        def __iter__(self):
+            Validation.passes += 1
+            if Validation.passes == 2:  # the last epoch's validation
+                os.kill(os.getpid(), signal.SIGINT)
+            yield x[:50], y[:50]
+
+    with pytest.raises(KeyboardInterrupt):
+        model().fit(x, y, epochs=2, batch_size=8, verbose=0, validation_data=Validation(),
+                    callbacks=[Checkpoint(path, every_n_steps=None, at_end=False)])
+    _, (state, _), _ = load_checkpoint(path)
+    assert state["global_step"] == 2 * 26 and state["epoch_done"]

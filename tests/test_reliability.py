@@ -307,8 +307,8 @@ def test_cli_divergence_is_one_line_exit_2_and_keeps_the_checkpoint(work, tmp_pa
 @pytest.mark.parametrize("with_checkpoint", [True, False])
 def test_sigint_saves_a_checkpoint_exits_130_and_resumes_exactly(work, tmp_path, with_checkpoint):
     ref = tmp_path / "ref.fastnn"
-    # enough epochs that Ctrl-C, sent when epoch 1 is printed, lands mid-run (an epoch here is
-    # 1,000 tiny steps: ~10 ms in fit's compiled runs)
+    # enough epochs that Ctrl-C, sent when epoch 1 is printed, lands mid-run: an epoch here is
+    # a few ms of training in fit's compiled runs, plus its validation
     epochs = "40"
     assert finish(cli(*TRAIN, "--epochs", epochs, *data_args(work, "memory"), "--out", ref))[0] == 0
     ckpt = tmp_path / ("c.ckpt" if with_checkpoint else "fastnn-interrupted.ckpt")

@@ -84,7 +84,9 @@ def fit(model, x, y=None, *, epochs=1, batch_size=32, validation_data=None, call
             state.epoch_done = True
             for c in callbacks:
                 c.on_epoch_end(state.epoch, logs)
-            _check_interrupt(state, callbacks, interrupted)
+            # also a Ctrl-C that came during validation or the callbacks (on one process: ranks
+            # decided together above, before the logs)
+            _check_interrupt(state, callbacks, interrupted or (ranks is None and state.interrupted))
     for c in callbacks:
         c.on_train_end()
     return state.history
