@@ -218,8 +218,13 @@ def test_ctrl_c_during_the_last_validation_stops_and_saves(tmp_path):
                 os.kill(os.getpid(), signal.SIGINT)
             yield x[:50], y[:50]
 
-    with pytest.raises(KeyboardInterrupt):
-        model().fit(x, y, epochs=2, batch_size=8, verbose=0, validation_data=Validation(),
-                    callbacks=[Checkpoint(path, every_n_steps=None, at_end=False)])
+    # Python's own Ctrl-C handler, as in a terminal (a shell's background job ignores SIGINT)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model().fit(x, y, epochs=2, batch_size=8, verbose=0, validation_data=Validation(),
+                        callbacks=[Checkpoint(path, every_n_steps=None, at_end=False)])
+    finally:
+        signal.signal(signal.SIGINT, previous)
     _, (state, _), _ = load_checkpoint(path)
     assert state["global_step"] == 2 * 26 and state["epoch_done"]

@@ -46,11 +46,18 @@ def work(tmp_path_factory):
     return folder
 
 
+def _default_sigint():
+    # A shell starts background jobs with SIGINT ignored, and the child would inherit that
+    # (then Ctrl-C does nothing): the children here get Ctrl-C as a terminal would send it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli(*args, cwd=None):
     """Popen of `python -m fastnn.cli ARGS` (stdout/stderr captured as text)."""
     env = dict(os.environ, FASTNN_DATA=os.devnull)
     return subprocess.Popen([sys.executable, "-m", "fastnn.cli", *map(str, args)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
 
 
 def finish(proc, timeout=120):
