@@ -243,7 +243,7 @@ cdef class DenseTrainStep:
                                  f"{B} need {(first + steps) * B} rows, x has {n}")
             self.check_labels(labels, first * B, (first + steps) * B)
         cdef double loss
-        cdef Py_ssize_t done
+        cdef Py_ssize_t n_correct
         for k in range(steps):
             r = (first + k) * B
             if gather:
@@ -251,13 +251,13 @@ cdef class DenseTrainStep:
                     for i in range(B):
                         memcpy(&self.xb[i, 0], &x[rows[r + i], 0], inputs * sizeof(float))
                         self.yb[i] = labels[rows[r + i]]
-                loss, done = self.one_step(self.xb, self.yb, lr, momentum, weight_decay, beta1,
-                                           beta2, eps, adam_step + k, num_threads)
+                loss, n_correct = self.one_step(self.xb, self.yb, lr, momentum, weight_decay,
+                                                beta1, beta2, eps, adam_step + k, num_threads)
             else:
-                loss, done = self.one_step(x[r:r + B], labels[r:r + B], lr, momentum,
-                                           weight_decay, beta1, beta2, eps, adam_step + k,
-                                           num_threads)
-            losses[k], correct[k] = loss, done
+                loss, n_correct = self.one_step(x[r:r + B], labels[r:r + B], lr, momentum,
+                                                weight_decay, beta1, beta2, eps, adam_step + k,
+                                                num_threads)
+            losses[k], correct[k] = loss, n_correct
             if not isfinite(loss):
                 return k + 1
         return steps

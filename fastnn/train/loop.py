@@ -154,9 +154,9 @@ def _train_epoch_compiled(model, state, source, run, callbacks):
         count = max(1, min(full - state.step_in_epoch, COMPILED_STEPS_MAX,
                            *(step - state.global_step for step in due.values())))
         losses, corrects = run(order, state.step_in_epoch, count)
-        if not math.isfinite(losses[-1]):  # the run stopped there: record the steps before it
+        if not math.isfinite(losses[-1]):  # the run stopped there: the steps before it count
             state.record_steps(losses[:-1], batch_size, corrects[:-1])
-        _check_finite(state, losses[-1])
+            _check_finite(state, losses[-1])  # raises
         state.record_steps(losses, batch_size, corrects)
         _call_due(due, state.global_step, losses[-1])
         _check_interrupt(state, callbacks, state.interrupted)
