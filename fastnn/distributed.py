@@ -23,8 +23,9 @@ exception on any rank prints one line (`fastnn: error: rank 1 of 2: ...`) and ca
 MPI_Abort, which ends every rank (a plain `python` under mpiexec would leave the others waiting in
 a collective forever). A rank killed outright (SIGKILL, out of memory) is noticed by mpiexec,
 which ends the others. DistributedError is raised on every rank at the same point, with the
-same message, so the job can also stop cleanly: refusals (RandomSearch, models that differ, a
-launcher/library mismatch) and parameters that stopped being identical.
+same message, so the job stops cleanly, without MPI_Abort: rank 0 prints the line and every rank
+exits with status 1 (refusals: RandomSearch, models that differ, a launcher/library mismatch; and
+parameters that stopped being identical).
 
 Results: the sum in the Allreduce is done by the MPI library in its own order (MPICH on one
 machine: ((g0 + g1) + (g2 + g3)) for 4 ranks); it is the same on every rank and from run to run
@@ -48,6 +49,8 @@ LAUNCHER_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK")
 # When a rank fails, rank 0 reports at once; another rank waits this long for rank 0 to do so
 # (when every rank meets the failure, it is printed once) before it reports and aborts itself.
 REPORT_GRACE_SECONDS = 2.0
+# How long a failing rank leaves the launcher to forward its last line before MPI_Abort.
+FORWARD_SECONDS = 0.3
 
 
 class DistributedError(RuntimeError):
@@ -332,6 +335,9 @@ class DataParallel:
         if not (self.is_root and launcher_rank() == 0):  # a mismatched launch has many rank 0s
             time.sleep(REPORT_GRACE_SECONDS)
         print(line, file=sys.stderr, flush=True)
+        # The launcher reads a rank's output from a pipe; MPI_Abort reaches it by another way
+        # and can end the job before that line is read and forwarded.
+        time.sleep(FORWARD_SECONDS)
         self.abort(code)
 
 
@@ -376,6 +382,13 @@ def _install_abort_hook(ranks, errors):
     def hook(kind, value, tb):
         if errors == "traceback":
             previous(kind, value, tb)
+        if issubclass(kind, DistributedError):
+            # Every rank raised it at the same point, so none waits in a collective: rank 0
+            # reports, and the ranks exit (status 1) through MPI_Finalize together. MPI_Abort
+            # here could end the job before the launcher forwarded rank 0's line.
+            if ranks.is_root:
+                print(f"fastnn: error: {error_line(ranks.rank, ranks.world, value)}", file=sys.stderr, flush=True)
+            return
         code = 130 if issubclass(kind, KeyboardInterrupt) else 1
         ranks.fail(f"fastnn: error: {error_line(ranks.rank, ranks.world, value)}", code)
 
