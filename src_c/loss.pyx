@@ -46,10 +46,23 @@ cdef double softmax_cross_entropy_kernel(floating[:, ::1] dlogits, const floatin
     # logits (N, K), labels (N,) -> dlogits (N, K) = (softmax - onehot) / N; returns mean loss
     cdef Py_ssize_t N = logits.shape[0], K = logits.shape[1], r
     cdef double inv_n = 1.0 / N, total = 0
-    for r in prange(N, schedule='static', num_threads=threads_for(N * K, num_threads)):
-        total += _softmax_row(&dlogits[r, 0], &logits[r, 0], K, inv_n) - logits[r, labels[r]]
-        dlogits[r, labels[r]] -= <floating>inv_n
+    cdef int threads = threads_for(N * K, num_threads)
+    if threads == 1:  # the same sums in the same order, without entering an OpenMP region
+        for r in range(N):
+            total += _softmax_ce_row(&dlogits[r, 0], &logits[r, 0], labels[r], K, inv_n)
+        return total * inv_n
+    for r in prange(N, schedule='static', num_threads=threads):
+        total += _softmax_ce_row(&dlogits[r, 0], &logits[r, 0], labels[r], K, inv_n)
     return total * inv_n
+
+
+cdef inline double _softmax_ce_row(floating* dlogits, const floating* logits, int64_t label,
+                                   Py_ssize_t K, double inv_n) noexcept nogil:
+    # one row of softmax_cross_entropy_kernel: dlogits = (softmax - onehot) / N; returns the
+    # row's loss
+    cdef double loss = _softmax_row(dlogits, logits, K, inv_n) - logits[label]
+    dlogits[label] -= <floating>inv_n
+    return loss
 
 
 cdef double mse_kernel(floating[:, ::1] dpred, const floating[:, ::1] pred,
@@ -72,15 +85,30 @@ cdef double mse_kernel(floating[:, ::1] dpred, const floating[:, ::1] pred,
 cdef double mse_labels_kernel(floating[:, ::1] dpred, const floating[:, ::1] pred,
                               const int64_t[::1] labels, int num_threads) noexcept nogil:
     # mse_kernel with target = one-hot(labels) (N, K), never materialised (Nielsen's network)
-    cdef Py_ssize_t N = pred.shape[0], K = pred.shape[1], r, j
-    cdef floating inv_n = <floating>(1.0 / N), diff
+    cdef Py_ssize_t N = pred.shape[0], K = pred.shape[1], r
+    cdef floating inv_n = <floating>(1.0 / N)
     cdef double total = 0
-    for r in prange(N, schedule='static', num_threads=threads_for(N * K, num_threads)):
-        for j in range(K):
-            diff = pred[r, j] - (j == labels[r])
-            dpred[r, j] = diff * inv_n
-            total += <double>diff * diff
+    cdef int threads = threads_for(N * K, num_threads)
+    if threads == 1:  # the same sums in the same order, without entering an OpenMP region
+        for r in range(N):
+            total += _mse_label_row(&dpred[r, 0], &pred[r, 0], labels[r], K, inv_n)
+        return 0.5 * total / N
+    for r in prange(N, schedule='static', num_threads=threads):
+        total += _mse_label_row(&dpred[r, 0], &pred[r, 0], labels[r], K, inv_n)
     return 0.5 * total / N
+
+
+cdef inline double _mse_label_row(floating* dpred, const floating* pred, int64_t label,
+                                  Py_ssize_t K, floating inv_n) noexcept nogil:
+    # one row of mse_labels_kernel: dpred = (pred - onehot) / N; returns the row's sum of squares
+    cdef Py_ssize_t j
+    cdef floating diff
+    cdef double total = 0
+    for j in range(K):
+        diff = pred[j] - (j == label)
+        dpred[j] = diff * inv_n
+        total += <double>diff * diff
+    return total
 
 
 cdef double bce_with_logits_kernel(floating[:, ::1] dlogits, const floating[:, ::1] logits,
