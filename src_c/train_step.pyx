@@ -22,7 +22,25 @@ from _options cimport DX_SKIP, DX_COMPUTE
 from fastnn._dense cimport DW_WRITE, DW_SGD_STEP
 from fastnn._loss cimport softmax_cross_entropy_kernel, mse_labels_kernel, count_correct_kernel
 from fastnn._optim cimport sgd_update_kernel, adam_update_kernel
-from _tiny_dense cimport tiny_dense_forward, tiny_dense_backward, tiny_sgd_step
+from _elementwise cimport ACT_RELU, ACT_SIGMOID, ACT_TANH
+
+cdef extern from "fastnn_tiny_dense.h" nogil:
+    int FASTNN_TINY_ACT_RELU, FASTNN_TINY_ACT_SIGMOID, FASTNN_TINY_ACT_TANH
+    Py_ssize_t fastnn_tiny_ld(Py_ssize_t n)
+    void fastnn_tiny_transpose_in(float* xt, const float* x, Py_ssize_t n, Py_ssize_t ld, Py_ssize_t ins)
+    void fastnn_tiny_forward(float* yt, const float* xt, const float* w, const float* b,
+                             Py_ssize_t ld, Py_ssize_t ins, Py_ssize_t outs, int act)
+    double fastnn_tiny_softmax_ce(float* gt, const float* zt, const int64_t* labels, Py_ssize_t n,
+                                  Py_ssize_t ld, Py_ssize_t K, float* scratch, Py_ssize_t* correct)
+    double fastnn_tiny_mse_labels(float* gt, const float* zt, const int64_t* labels, Py_ssize_t n,
+                                  Py_ssize_t ld, Py_ssize_t K, Py_ssize_t* correct)
+    void fastnn_tiny_backward(float* dxt, float* dw, float* db, float* gt, const float* xt,
+                              const float* w, const float* yt, Py_ssize_t ld, Py_ssize_t ins,
+                              Py_ssize_t outs, int act)
+    void fastnn_tiny_sgd(float* w, const float* dw, Py_ssize_t size, float lr)
+
+if (FASTNN_TINY_ACT_RELU, FASTNN_TINY_ACT_SIGMOID, FASTNN_TINY_ACT_TANH) != (ACT_RELU, ACT_SIGMOID, ACT_TANH):
+    raise ImportError("fastnn_tiny_dense.h's activation codes differ from _elementwise.pxd's")
 
 import numpy as np
 
@@ -35,7 +53,7 @@ cdef double COMPACT_MAX_KEPT = 0.8
 cdef Py_ssize_t COMPACT_MIN_ROWS = 32
 
 # Stacks whose forward pass is at most this many multiply-adds (batch x the layers' weights)
-# take the tiny-layer loops of _tiny_dense.pxd: the spiral preset (1,500), not Nielsen's net
+# take the batch-along-the-lanes loops of fastnn_tiny_dense.h: the spiral preset (1,500), not Nielsen's net
 # (238,000 at batch 10). One thread: below this size a second one only adds its wake-up.
 TINY_STEP_MAX_WORK = 16384
 
@@ -109,7 +127,13 @@ cdef class DenseTrainStep:
     cdef int[::1] col_runs
     cdef float[::1] xc, wc, dwc
     cdef readonly Py_ssize_t last_kept_columns  # input columns the last step's GEMMs used
-    cdef readonly bint tiny  # the step runs _tiny_dense.pxd's loops (TINY_STEP_MAX_WORK)
+    cdef readonly bint tiny  # the step runs fastnn_tiny_dense.h's loops (TINY_STEP_MAX_WORK)
+    # their transposed activations in one array, rows padded to tiny_ld: the input at 0, each
+    # layer's y and gradient g (outs, tiny_ld) at tiny_y[i] and tiny_g[i], the loss's scratch
+    # (2 x tiny_ld) at tiny_scratch
+    cdef float[::1] tiny_buf
+    cdef Py_ssize_t[::1] tiny_y, tiny_g
+    cdef Py_ssize_t tiny_scratch, tiny_ld
     cdef float[:, ::1] xb  # run()'s gathered batch
     cdef int64_t[::1] yb
 
@@ -137,6 +161,8 @@ cdef class DenseTrainStep:
         self.tiny = self.batch * sum((<DenseBuffers>b).w.shape[0] * (<DenseBuffers>b).w.shape[1]
                                      for b in layers) <= TINY_STEP_MAX_WORK
         self.xb, self.yb = np.empty((self.batch, inputs), np.float32), np.empty(self.batch, np.int64)
+        if self.tiny:
+            self.plan_tiny(inputs)
         self.state_objects = (state1, state2)
         self.has_state1, self.has_state2 = state1 is not None, state2 is not None
         for name, state in (("state1", state1), ("state2", state2)):
@@ -146,6 +172,20 @@ cdef class DenseTrainStep:
             self.state1 = state1
         if self.has_state2:
             self.state2 = state2
+
+    cdef plan_tiny(self, Py_ssize_t inputs):
+        """Lay out tiny_buf: the transposed input, then each layer's y and g, then the scratch
+        (zeros: the input's padding lanes stay 0)."""
+        cdef Py_ssize_t i, ld = fastnn_tiny_ld(self.batch), at = inputs * ld, outs
+        self.tiny_ld = ld
+        self.tiny_y = np.empty(len(self.layers), np.intp)
+        self.tiny_g = np.empty(len(self.layers), np.intp)
+        for i in range(len(self.layers)):
+            outs = (<DenseBuffers>self.layers[i]).w.shape[0]
+            self.tiny_y[i], self.tiny_g[i] = at, at + outs * ld
+            at += 2 * outs * ld
+        self.tiny_scratch = at
+        self.tiny_buf = np.zeros(at + 2 * ld, np.float32)
 
     @property
     def columns(self):
@@ -347,40 +387,40 @@ cdef class DenseTrainStep:
                                         double lr, double momentum, double weight_decay,
                                         double beta1, double beta2, double eps, long adam_step,
                                         int num_threads):
-        """one_step for tiny stacks: _tiny_dense.pxd's loops, then the same loss and optimizer
-        kernels. Writes the full gradients (dw and db) whatever the optimizer."""
+        """one_step for tiny stacks: fastnn_tiny_dense.h's loops on transposed activations,
+        then the optimizer. Writes the full gradients (dw and db) whatever the optimizer."""
         cdef DenseBuffers layer
-        cdef Py_ssize_t i, n = self.batch, last = len(self.layers) - 1
-        cdef const float* inp = &x[0, 0]
+        cdef Py_ssize_t i, n = self.batch, last = len(self.layers) - 1, correct
+        cdef float* buf = &self.tiny_buf[0]
+        cdef Py_ssize_t ld = self.tiny_ld
+        cdef const float* inp = buf
+        cdef float* dx
         cdef double loss
-        cdef Py_ssize_t correct
+        layer = self.layers[0]
+        fastnn_tiny_transpose_in(buf, &x[0, 0], n, ld, layer.w.shape[1])
         for i in range(last + 1):
             layer = self.layers[i]
-            tiny_dense_forward(&layer.y[0, 0], inp, &layer.w[0, 0], &layer.b[0], n,
-                               layer.w.shape[1], layer.w.shape[0], layer.act)
-            inp = &layer.y[0, 0]
-        layer = self.layers[last]
-        with nogil:
-            if self.loss_kind == LOSS_SOFTMAX_CROSS_ENTROPY:
-                loss = softmax_cross_entropy_kernel(self.dout, layer.y, labels, 1)
-            else:
-                loss = mse_labels_kernel(self.dout, layer.y, labels, 1)
-            correct = count_correct_kernel(layer.y, labels)
-        cdef float* dy = &self.dout[0, 0]
-        cdef float* dx
+            fastnn_tiny_forward(buf + self.tiny_y[i], inp, &layer.w[0, 0], &layer.b[0], ld,
+                                layer.w.shape[1], layer.w.shape[0], layer.act)
+            inp = buf + self.tiny_y[i]
+        if self.loss_kind == LOSS_SOFTMAX_CROSS_ENTROPY:
+            loss = fastnn_tiny_softmax_ce(buf + self.tiny_g[last], inp, &labels[0], n, ld,
+                                          self.dout.shape[1], buf + self.tiny_scratch, &correct)
+        else:
+            loss = fastnn_tiny_mse_labels(buf + self.tiny_g[last], inp, &labels[0], n, ld,
+                                          self.dout.shape[1], &correct)
         for i in range(last, -1, -1):
             layer = self.layers[i]
-            inp = &x[0, 0] if i == 0 else &(<DenseBuffers>self.layers[i - 1]).y[0, 0]
-            dx = &layer.dx[0, 0] if i > 0 else NULL
-            tiny_dense_backward(dx, &layer.dw[0, 0], &layer.db[0], dy, inp, &layer.w[0, 0],
-                                &layer.y[0, 0], n, layer.w.shape[1], layer.w.shape[0],
-                                layer.act, i > 0)
-            dy = dx
+            inp = buf if i == 0 else buf + self.tiny_y[i - 1]
+            dx = buf + self.tiny_g[i - 1] if i > 0 else NULL
+            fastnn_tiny_backward(dx, &layer.dw[0, 0], &layer.db[0], buf + self.tiny_g[i], inp,
+                                 &layer.w[0, 0], buf + self.tiny_y[i], ld, layer.w.shape[1],
+                                 layer.w.shape[0], layer.act)
         if self.optimizer_kind == OPT_SGD and momentum == 0 and weight_decay == 0:
             for i in range(last + 1):
                 layer = self.layers[i]
-                tiny_sgd_step(&layer.w[0, 0], &layer.dw[0, 0], layer.w.shape[0] * layer.w.shape[1], <float>lr)
-                tiny_sgd_step(&layer.b[0], &layer.db[0], layer.b.shape[0], <float>lr)
+                fastnn_tiny_sgd(&layer.w[0, 0], &layer.dw[0, 0], layer.w.shape[0] * layer.w.shape[1], <float>lr)
+                fastnn_tiny_sgd(&layer.b[0], &layer.db[0], layer.b.shape[0], <float>lr)
         elif self.optimizer_kind == OPT_SGD:
             sgd_update_kernel(self.params, self.grads, self.state1, lr, momentum, weight_decay, 1)
         else:

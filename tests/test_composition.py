@@ -253,16 +253,26 @@ def check_fused_step(case, zero_columns, optimizer):
         correct = layered.loss.count_correct(output, y)
         layered.backward()
         layered.optimizer.step()
-        assert loss == pytest.approx(layered_loss, rel=1e-5), case.code()
+        # as against the oracle: a loss driven near 0 is a difference of O(1) numbers
+        assert loss == pytest.approx(layered_loss, rel=TOL[np.dtype(np.float32)]["loss"],
+                                     abs=TOL[np.dtype(np.float32)]["loss"]), case.code()
         assume(np.all(np.isfinite(layered.params)))  # a step that diverged (lr 0.5 on a deep stack)
         top2 = np.sort(output, axis=1)[:, -2:]
         near_ties = int(np.sum(top2[:, 1] - top2[:, 0] < 1e-5))
         assert abs(fused.last_correct - correct) <= near_ties, case.code()
         trusted = None
         if kind == "adam":
+            _assert_per_array(case, fused.grads, layered.grads, TOL[np.dtype(np.float32)]["grads"], "adam gradient")
+            # Adam's step is lr * m_hat / (sqrt(v_hat) + eps), and m_hat weighs this step's g
+            # by at most 1: the paths' own gradient difference d moves an entry's step by up to
+            # lr * d / (sqrt(v_hat) + eps). Where that exceeds 1e-5 lr, a tenth of the tolerance
+            # (a small gradient whose sum nearly cancels, summed in another order), rounding
+            # decides the step's last digits.
+            state = layered.optimizer.state_dict()
+            scale = np.sqrt(state["v"] / (1 - config["beta2"] ** state["t"])) + config["eps"]
+            steady = np.abs(fused.grads - layered.grads) <= 1e-5 * scale
             noise = 1e-5 * np.abs(layered.grads).max()  # the paths' gradients differ by a few ulps at most
-            trusted = _adam_trusted(np.ones(before.size, bool), layered.grads, noise, before,
-                                    fused.params, config["lr"])
+            trusted = _adam_trusted(steady, layered.grads, noise, before, fused.params, config["lr"])
         _assert_per_array(case, fused.params - before, layered.params - before, 1e-4,
                           f"{kind} {config} update", trusted, _ulp(np.float32, before, fused.params))
         for name, state in layered.optimizer.state_dict().items():
