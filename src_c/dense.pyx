@@ -24,10 +24,23 @@ cdef void dense_forward_kernel(floating[:, ::1] y, const floating[:, ::1] x,
                                const floating[:, ::1] w, const floating[::1] b,
                                int act, int num_threads) noexcept nogil:
     # x (N, I), w (O, I), b (O,) -> y (N, O) = act(x @ w.T + b)
-    cdef Py_ssize_t n = x.shape[0], i = x.shape[1], o = w.shape[0], r, c
+    cdef Py_ssize_t n = x.shape[0], i = x.shape[1], o = w.shape[0]
     gemm_parallel(NO_TRANS, TRANS, <int>n, <int>o, <int>i, <floating>1, &x[0, 0], <int>i,
                   &w[0, 0], <int>i, <floating>0, &y[0, 0], <int>o, num_threads)
-    for r in prange(n, schedule='static', num_threads=threads_for(n * o, num_threads)):
+    _bias_activate(y, b, act, num_threads)
+
+
+cdef inline void _bias_activate(floating[:, ::1] y, const floating[::1] b, int act,
+                                int num_threads) noexcept nogil:
+    # y (N, O) = act(y + b), row by row; a one-thread pass enters no OpenMP region (a region
+    # of one thread still costs its set-up, a few per step of a small net)
+    cdef Py_ssize_t n = y.shape[0], o = y.shape[1], r
+    cdef int threads = threads_for(n * o, num_threads)
+    if threads == 1:
+        for r in range(n):
+            bias_activate_row(&y[r, 0], &b[0], o, act)
+        return
+    for r in prange(n, schedule='static', num_threads=threads):
         bias_activate_row(&y[r, 0], &b[0], o, act)
 
 
@@ -35,9 +48,15 @@ cdef inline void _dz(floating[:, ::1] dy, const floating[:, ::1] y, int act,
                      int num_threads) noexcept nogil:
     # dy -> dz = dy * act'(y) in place
     cdef Py_ssize_t n = dy.shape[0], o = dy.shape[1], r
-    if act != ACT_NONE:
-        for r in prange(n, schedule='static', num_threads=threads_for(n * o, num_threads)):
+    cdef int threads = threads_for(n * o, num_threads)
+    if act == ACT_NONE:
+        return
+    if threads == 1:  # no OpenMP region, as _bias_activate
+        for r in range(n):
             slope_row(&dy[r, 0], &y[r, 0], o, act)
+        return
+    for r in prange(n, schedule='static', num_threads=threads):
+        slope_row(&dy[r, 0], &y[r, 0], o, act)
 
 
 cdef inline void _dz_and_dx(floating[:, ::1] dx, floating[:, ::1] dy, const floating[:, ::1] w,
@@ -180,11 +199,10 @@ cdef void dense_forward_compact_kernel(float[:, ::1] y, const float* xc, const f
                                        Py_ssize_t kept, const float[::1] b, int act,
                                        int num_threads) noexcept nogil:
     # y (N, O) = act(xc (N, kept) @ wc (O, kept).T + b)
-    cdef Py_ssize_t n = y.shape[0], o = y.shape[1], r
+    cdef Py_ssize_t n = y.shape[0], o = y.shape[1]
     gemm_parallel(NO_TRANS, TRANS, <int>n, <int>o, <int>kept, <float>1, xc, <int>kept, wc, <int>kept,
                   <float>0, &y[0, 0], <int>o, num_threads)
-    for r in prange(n, schedule='static', num_threads=threads_for(n * o, num_threads)):
-        bias_activate_row(&y[r, 0], &b[0], o, act)
+    _bias_activate(y, b, act, num_threads)
 
 
 cdef void dense_backward_compact_kernel(float[:, ::1] w, float[::1] b, float[:, ::1] dw,
