@@ -37,18 +37,23 @@ cdef inline floating tanh_of(floating z) noexcept nogil:
 cdef inline void bias_activate_row(floating* y, const floating* b, Py_ssize_t n, int act) noexcept nogil:
     # y (n,) = activate(act, y + b)
     cdef Py_ssize_t c
+    for c in range(n):
+        y[c] = y[c] + b[c]
+    activate_row(y, n, act)
+
+
+cdef inline void activate_row(floating* y, Py_ssize_t n, int act) noexcept nogil:
+    # y (n,) = activate(act, y) in place
+    cdef Py_ssize_t c
     if act == ACT_RELU:
         for c in range(n):
-            y[c] = (y[c] + b[c]) * ((y[c] + b[c]) > 0)
+            y[c] = y[c] * (y[c] > 0)
     elif act == ACT_SIGMOID:
         for c in range(n):
-            y[c] = sigmoid_of(y[c] + b[c])
+            y[c] = sigmoid_of(y[c])
     elif act == ACT_TANH:
         for c in range(n):
-            y[c] = tanh_of(y[c] + b[c])
-    else:
-        for c in range(n):
-            y[c] = y[c] + b[c]
+            y[c] = tanh_of(y[c])
 
 
 cdef inline void slope_row(floating* dy, const floating* y, Py_ssize_t n, int act) noexcept nogil:

@@ -6,15 +6,15 @@
  * features: too short to vectorise, and each output is a short serial chain of adds. The batch
  * (30 here) is the one long dimension of such a net. Transposed, the forward is one broadcast
  * FMA per weight and vector of the batch, dW and db are dot products over the batch, and the
- * activation, the softmax and dX are vector passes. Results agree with the GEMM path to
- * rounding, not to the bit.
+ * softmax and dX are vector passes; so are the activation and its slope, which the caller
+ * applies with _elementwise.pxd's activate_row and slope_row over whole (outs, ld) arrays.
+ * Results agree with the GEMM path to rounding, not to the bit.
  *
  * Layouts: xt and yt of a layer are (ins, ld) and (outs, ld): feature rows of the batch's n
  * values, padded to ld, a multiple of FASTNN_TINY_LANES, so that no loop has a scalar tail.
- * w is the layer's own (outs, ins) row-major array; gt (outs, ld) is d loss / d y on entry to
- * the backward and d loss / d z (pre-activation) after it. Padding lanes of x and y hold any
- * finite value; those of every gt are 0 (the loss writes them so, the backward keeps them), so
- * they add nothing to dW and db. Activation codes are _elementwise.pxd's.
+ * w is the layer's own (outs, ins) row-major array; gt (outs, ld) is a layer's d loss / dz.
+ * Padding lanes of x and y hold any finite value; those of every gt are 0 (the loss writes them
+ * so; the slope and dX keep them), so they add nothing to dW and db.
  */
 #ifndef FASTNN_TINY_DENSE_H
 #define FASTNN_TINY_DENSE_H
@@ -23,9 +23,6 @@
 #include <stdint.h>
 #include <string.h>
 #include "fastnn_expf.h"
-
-enum { FASTNN_TINY_ACT_NONE = 0, FASTNN_TINY_ACT_RELU = 1, FASTNN_TINY_ACT_SIGMOID = 2,
-       FASTNN_TINY_ACT_TANH = 3 };
 
 /* The padding unit: one AVX-512 vector (two AVX2 ones, four SSE ones on other builds). */
 #define FASTNN_TINY_LANES 16
@@ -61,11 +58,11 @@ static inline void fastnn_tiny_transpose_in(float *restrict xt, const float *res
             xt[i * ld + r] = x[r * ins + i];
 }
 
-/* yt (outs, ld) = act(w (outs, ins) @ xt (ins, ld) + b): the sum over the inputs first, in
- * order, then the bias, as the GEMM path adds them */
+/* yt (outs, ld) = w (outs, ins) @ xt (ins, ld) + b: the sum over the inputs first, in order,
+ * then the bias, as the GEMM path adds them (the caller applies the activation) */
 static inline void fastnn_tiny_forward(float *restrict yt, const float *restrict xt,
                                        const float *restrict w, const float *restrict b,
-                                       ptrdiff_t ld, ptrdiff_t ins, ptrdiff_t outs, int act) {
+                                       ptrdiff_t ld, ptrdiff_t ins, ptrdiff_t outs) {
     for (ptrdiff_t o = 0; o < outs; o++) {
         for (ptrdiff_t c = 0; c < ld; c += FASTNN_TINY_LANES) {
             fastnn_tiny_v acc = {0};
@@ -73,19 +70,6 @@ static inline void fastnn_tiny_forward(float *restrict yt, const float *restrict
                 acc += w[o * ins + i] * fastnn_tiny_load(xt + i * ld + c);
             fastnn_tiny_store(yt + o * ld + c, acc + b[o]);
         }
-    }
-    const ptrdiff_t size = outs * ld;
-    if (act == FASTNN_TINY_ACT_RELU) {
-        #pragma omp simd
-        for (ptrdiff_t j = 0; j < size; j++)
-            yt[j] = yt[j] > 0.0f ? yt[j] : 0.0f;
-    } else if (act == FASTNN_TINY_ACT_SIGMOID) {
-        #pragma omp simd
-        for (ptrdiff_t j = 0; j < size; j++)
-            yt[j] = 1.0f / (1.0f + fastnn_expf(-yt[j]));
-    } else if (act == FASTNN_TINY_ACT_TANH) {
-        for (ptrdiff_t j = 0; j < size; j++)
-            yt[j] = tanhf(yt[j]);
     }
 }
 
@@ -175,29 +159,14 @@ static inline double fastnn_tiny_mse_labels(float *restrict gt, const float *res
     return 0.5 * total / (double)n;
 }
 
-/* The layer's backward: gt (outs, ld) becomes d loss / dz = gt * act'(yt) in place; then
- * dw (outs, ins) = gt @ xt.T and db = row sums of gt (dot products over the batch, in vector
- * partial sums), and, when dxt is not NULL, dxt (ins, ld) = w.T @ gt, with w as it is before
- * any update (its padding lanes 0, as gt's). */
+/* The layer's backward from gt (outs, ld) = d loss / dz (the caller applied the activation's
+ * slope): dw (outs, ins) = gt @ xt.T and db = row sums of gt (dot products over the batch, in
+ * vector partial sums), and, when dxt is not NULL, dxt (ins, ld) = w.T @ gt, with w as it is
+ * before any update (its padding lanes 0, as gt's). */
 static inline void fastnn_tiny_backward(float *restrict dxt, float *restrict dw,
                                         float *restrict db, float *restrict gt,
                                         const float *restrict xt, const float *restrict w,
-                                        const float *restrict yt, ptrdiff_t ld, ptrdiff_t ins,
-                                        ptrdiff_t outs, int act) {
-    const ptrdiff_t size = outs * ld;
-    if (act == FASTNN_TINY_ACT_RELU) {
-        #pragma omp simd
-        for (ptrdiff_t j = 0; j < size; j++)
-            gt[j] = yt[j] > 0.0f ? gt[j] : 0.0f;
-    } else if (act == FASTNN_TINY_ACT_SIGMOID) {
-        #pragma omp simd
-        for (ptrdiff_t j = 0; j < size; j++)
-            gt[j] *= yt[j] * (1.0f - yt[j]);
-    } else if (act == FASTNN_TINY_ACT_TANH) {
-        #pragma omp simd
-        for (ptrdiff_t j = 0; j < size; j++)
-            gt[j] *= 1.0f - yt[j] * yt[j];
-    }
+                                        ptrdiff_t ld, ptrdiff_t ins, ptrdiff_t outs) {
     for (ptrdiff_t o = 0; o < outs; o++) {
         const float *g = gt + o * ld;
         fastnn_tiny_v sum = {0};

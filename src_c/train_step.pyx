@@ -22,25 +22,20 @@ from _options cimport DX_SKIP, DX_COMPUTE
 from fastnn._dense cimport DW_WRITE, DW_SGD_STEP
 from fastnn._loss cimport softmax_cross_entropy_kernel, mse_labels_kernel, count_correct_kernel
 from fastnn._optim cimport sgd_update_kernel, adam_update_kernel
-from _elementwise cimport ACT_RELU, ACT_SIGMOID, ACT_TANH
+from _elementwise cimport activate_row, slope_row
 
 cdef extern from "fastnn_tiny_dense.h" nogil:
-    int FASTNN_TINY_ACT_RELU, FASTNN_TINY_ACT_SIGMOID, FASTNN_TINY_ACT_TANH
     Py_ssize_t fastnn_tiny_ld(Py_ssize_t n)
     void fastnn_tiny_transpose_in(float* xt, const float* x, Py_ssize_t n, Py_ssize_t ld, Py_ssize_t ins)
     void fastnn_tiny_forward(float* yt, const float* xt, const float* w, const float* b,
-                             Py_ssize_t ld, Py_ssize_t ins, Py_ssize_t outs, int act)
+                             Py_ssize_t ld, Py_ssize_t ins, Py_ssize_t outs)
     double fastnn_tiny_softmax_ce(float* gt, const float* zt, const int64_t* labels, Py_ssize_t n,
                                   Py_ssize_t ld, Py_ssize_t K, float* scratch, Py_ssize_t* correct)
     double fastnn_tiny_mse_labels(float* gt, const float* zt, const int64_t* labels, Py_ssize_t n,
                                   Py_ssize_t ld, Py_ssize_t K, Py_ssize_t* correct)
     void fastnn_tiny_backward(float* dxt, float* dw, float* db, float* gt, const float* xt,
-                              const float* w, const float* yt, Py_ssize_t ld, Py_ssize_t ins,
-                              Py_ssize_t outs, int act)
+                              const float* w, Py_ssize_t ld, Py_ssize_t ins, Py_ssize_t outs)
     void fastnn_tiny_sgd(float* w, const float* dw, Py_ssize_t size, float lr)
-
-if (FASTNN_TINY_ACT_RELU, FASTNN_TINY_ACT_SIGMOID, FASTNN_TINY_ACT_TANH) != (ACT_RELU, ACT_SIGMOID, ACT_TANH):
-    raise ImportError("fastnn_tiny_dense.h's activation codes differ from _elementwise.pxd's")
 
 import numpy as np
 
@@ -401,7 +396,8 @@ cdef class DenseTrainStep:
         for i in range(last + 1):
             layer = self.layers[i]
             fastnn_tiny_forward(buf + self.tiny_y[i], inp, &layer.w[0, 0], &layer.b[0], ld,
-                                layer.w.shape[1], layer.w.shape[0], layer.act)
+                                layer.w.shape[1], layer.w.shape[0])
+            activate_row(buf + self.tiny_y[i], layer.w.shape[0] * ld, layer.act)
             inp = buf + self.tiny_y[i]
         if self.loss_kind == LOSS_SOFTMAX_CROSS_ENTROPY:
             loss = fastnn_tiny_softmax_ce(buf + self.tiny_g[last], inp, &labels[0], n, ld,
@@ -413,9 +409,9 @@ cdef class DenseTrainStep:
             layer = self.layers[i]
             inp = buf if i == 0 else buf + self.tiny_y[i - 1]
             dx = buf + self.tiny_g[i - 1] if i > 0 else NULL
+            slope_row(buf + self.tiny_g[i], buf + self.tiny_y[i], layer.w.shape[0] * ld, layer.act)
             fastnn_tiny_backward(dx, &layer.dw[0, 0], &layer.db[0], buf + self.tiny_g[i], inp,
-                                 &layer.w[0, 0], buf + self.tiny_y[i], ld, layer.w.shape[1],
-                                 layer.w.shape[0], layer.act)
+                                 &layer.w[0, 0], ld, layer.w.shape[1], layer.w.shape[0])
         if self.optimizer_kind == OPT_SGD and momentum == 0 and weight_decay == 0:
             for i in range(last + 1):
                 layer = self.layers[i]
