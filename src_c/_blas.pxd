@@ -4,7 +4,7 @@
 # gemm_parallel(), so OpenMP is the only thread pool and threads never multiply.
 from cython cimport floating
 from cython.parallel cimport prange
-from _parallel cimport GEMM_PARALLEL_MIN_WORK
+from _parallel cimport GEMM_PARALLEL_MIN_WORK, GEMM_PARALLEL_MIN_WEIGHT_BYTES, GEMM_SPLIT_MIN_COLUMNS
 
 cdef extern from "fastnn_blas.h" nogil:
     ctypedef void (*fastnn_sgemm_t)(int, int, int, int, int, int, float, const float*, int,
@@ -77,6 +77,19 @@ cdef enum:
     GEMM_BLOCK_ALIGN = 16
 
 
+cdef inline bint _streams_weights(Transpose trans_a, Transpose trans_b, int m, int n, int k,
+                                  size_t itemsize, int parts) noexcept nogil:
+    # A dense forward at a small batch whose weights (n x k) outgrow a core's L2: the product
+    # is bound by reading them, and each thread reads only its share (LeNet's fc1 at batch 1,
+    # 1.6 MB of weights). Only the small kernel's dot shape, float32 (itemsize 4), and only
+    # with blocks of over 64 columns: each output is then the same dot product, in the same
+    # order, at any thread count (fastnn_small_gemm_lanes.h's k-split depends on m + n > 64).
+    return (itemsize == 4 and trans_a == NO_TRANS and trans_b == TRANS
+            and sgemm_impl(trans_a, trans_b, m, n, k) == GEMM_SMALL
+            and n >= GEMM_SPLIT_MIN_COLUMNS * parts
+            and <double>n * k * itemsize >= GEMM_PARALLEL_MIN_WEIGHT_BYTES)
+
+
 cdef inline void gemm_parallel(Transpose trans_a, Transpose trans_b, int m, int n, int k,
                                floating alpha, const floating* a, int lda,
                                const floating* b, int ldb,
@@ -88,7 +101,9 @@ cdef inline void gemm_parallel(Transpose trans_a, Transpose trans_b, int m, int 
     cdef int parts = num_threads, p, lo, hi, step
     # If someone gave OpenBLAS more threads (threadpoolctl.threadpool_limits does, for every
     # BLAS in the process), let it thread this GEMM alone: splitting would nest two pools.
-    if <double>m * n * k < GEMM_PARALLEL_MIN_WORK or parts < 2 or fastnn_blas_threads_ptr() != 1:
+    if parts < 2 or fastnn_blas_threads_ptr() != 1 or not (
+            <double>m * n * k >= GEMM_PARALLEL_MIN_WORK
+            or _streams_weights(trans_a, trans_b, m, n, k, sizeof(floating), parts)):
         gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
     if n >= m:  # split C's columns: op(B)'s columns

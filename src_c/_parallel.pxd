@@ -16,10 +16,15 @@
 #                            (passive) and 0.14-0.17 s (spin) at 2^18, 0.14-0.15 s with both at
 #                            2^23, as at 1 thread. LeNet's fc1 (64x500x800 = 25.6M) and im2col
 #                            GEMMs stay split.
+#   GEMM_PARALLEL_MIN_WEIGHT_BYTES  2^19 (512 KB): also split a small-batch dense forward whose
+#                            weights are at least this big, with blocks of at least
+#                            GEMM_SPLIT_MIN_COLUMNS columns (_streams_weights in _blas.pxd).
 cdef enum:
     PARALLEL_MIN_WORK = 32768
     PARALLEL_MIN_STREAM = 65536
     GEMM_PARALLEL_MIN_WORK = 1 << 23
+    GEMM_PARALLEL_MIN_WEIGHT_BYTES = 1 << 19
+    GEMM_SPLIT_MIN_COLUMNS = 160
 
 
 cdef inline int threads_for(Py_ssize_t work, int num_threads) noexcept nogil:

@@ -13,64 +13,81 @@ cdef extern from "fastnn_pool2x2.h" nogil:
                                int64_t offset)
 
 
+cdef inline void _maxpool_plane(floating* y, int64_t* argmax, const floating* xp, Py_ssize_t H,
+                                Py_ssize_t W, Py_ssize_t P, Py_ssize_t Q, int kernel_h, int kernel_w,
+                                int stride_h, int stride_w) noexcept nogil:
+    # One plane: xp (H, W) -> y (P, Q), argmax (P, Q) = h*W + w of the first max
+    cdef Py_ssize_t p, q, i, j, at, best_at
+    cdef int64_t mask
+    cdef floating best, v
+    if floating is float:
+        if kernel_h == 2 and kernel_w == 2 and stride_h == 2 and stride_w == 2:
+            # 8 outputs per vector step (fastnn_pool2x2.h), the same scan semantics as below
+            for p in range(P):
+                fastnn_maxpool2x2_row(y + p * Q, argmax + p * Q, xp + 2 * p * W, W, Q, 2 * p * W)
+            return
+    for p in range(P):
+        for q in range(Q):
+            best_at = p * stride_h * W + q * stride_w
+            best = xp[best_at]
+            for i in range(kernel_h):
+                for j in range(kernel_w):
+                    at = (p * stride_h + i) * W + q * stride_w + j
+                    v = xp[at]
+                    # Strict > keeps the first max; a NaN wins and propagates (PyTorch).
+                    # Written as max + bit-mask select so gcc emits no branch: on random
+                    # data half the compares mispredict, which made this 2.5x slower.
+                    mask = -<int64_t>((v > best) | (v != v))
+                    best_at = (at & mask) | (best_at & ~mask)
+                    best = v if v > best else best
+                    best = v if v != v else best
+            y[p * Q + q] = best
+            argmax[p * Q + q] = best_at
+
+
 cdef void maxpool2d_forward_kernel(floating[:, :, :, ::1] y, int64_t[:, :, :, ::1] argmax,
                                    const floating[:, :, :, ::1] x, int kernel_h, int kernel_w,
                                    int stride_h, int stride_w, int num_threads) noexcept nogil:
     # x (N, C, H, W) -> y (N, C, P, Q), argmax (N, C, P, Q) = h*W + w of the first max
     cdef Py_ssize_t planes = x.shape[0] * x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t P = y.shape[2], Q = y.shape[3], pl, p, q, i, j, at, best_at
-    cdef int64_t mask
+    cdef Py_ssize_t P = y.shape[2], Q = y.shape[3], pl
     cdef const floating* x0 = &x[0, 0, 0, 0]
-    cdef const floating* xp
     cdef floating* y0 = &y[0, 0, 0, 0]
     cdef int64_t* a0 = &argmax[0, 0, 0, 0]
-    cdef floating best, v
     num_threads = threads_for(planes * P * Q * kernel_h * kernel_w, num_threads)
-    if floating is float:
-        if kernel_h == 2 and kernel_w == 2 and stride_h == 2 and stride_w == 2:
-            # 8 outputs per vector step (fastnn_pool2x2.h), the same scan semantics as below
-            for pl in prange(planes, schedule='static', num_threads=num_threads):
-                for p in range(P):
-                    fastnn_maxpool2x2_row(y0 + (pl * P + p) * Q, a0 + (pl * P + p) * Q,
-                                          x0 + pl * H * W + 2 * p * W, W, Q, 2 * p * W)
-            return
+    if num_threads == 1:  # no OpenMP region: a region of one thread still costs its set-up
+        for pl in range(planes):
+            _maxpool_plane(y0 + pl * P * Q, a0 + pl * P * Q, x0 + pl * H * W, H, W, P, Q,
+                           kernel_h, kernel_w, stride_h, stride_w)
+        return
     for pl in prange(planes, schedule='static', num_threads=num_threads):
-        xp = x0 + pl * H * W
-        for p in range(P):
-            for q in range(Q):
-                best_at = p * stride_h * W + q * stride_w
-                best = xp[best_at]
-                for i in range(kernel_h):
-                    for j in range(kernel_w):
-                        at = (p * stride_h + i) * W + q * stride_w + j
-                        v = xp[at]
-                        # Strict > keeps the first max; a NaN wins and propagates (PyTorch).
-                        # Written as max + bit-mask select so gcc emits no branch: on random
-                        # data half the compares mispredict, which made this 2.5x slower.
-                        mask = -<int64_t>((v > best) | (v != v))
-                        best_at = (at & mask) | (best_at & ~mask)
-                        best = v if v > best else best
-                        best = v if v != v else best
-                y0[(pl * P + p) * Q + q] = best
-                a0[(pl * P + p) * Q + q] = best_at
+        _maxpool_plane(y0 + pl * P * Q, a0 + pl * P * Q, x0 + pl * H * W, H, W, P, Q,
+                       kernel_h, kernel_w, stride_h, stride_w)
+
+
+cdef inline void _depool_plane(floating* op, const floating* vp, const int64_t* ap, Py_ssize_t HW,
+                               Py_ssize_t PQ) noexcept nogil:
+    cdef Py_ssize_t k
+    memset(op, 0, HW * sizeof(floating))
+    for k in range(PQ):
+        op[ap[k]] += vp[k]
 
 
 cdef void depool2d_kernel(floating[:, :, :, ::1] out, const floating[:, :, :, ::1] values,
                           const int64_t[:, :, :, ::1] argmax, int num_threads) noexcept nogil:
     # values (N, C, P, Q), argmax (N, C, P, Q) -> out (N, C, H, W), zeroed then scatter-added
     cdef Py_ssize_t planes = out.shape[0] * out.shape[1], HW = out.shape[2] * out.shape[3]
-    cdef Py_ssize_t PQ = values.shape[2] * values.shape[3], pl, k
-    cdef floating* op
-    cdef const floating* vp
-    cdef const int64_t* ap
+    cdef Py_ssize_t PQ = values.shape[2] * values.shape[3], pl
+    cdef floating* o0 = &out[0, 0, 0, 0]
+    cdef const floating* v0 = &values[0, 0, 0, 0]
+    cdef const int64_t* a0 = &argmax[0, 0, 0, 0]
     num_threads = threads_for(planes * (HW + PQ), num_threads)
+    if num_threads == 1:  # no OpenMP region (see maxpool2d_forward_kernel)
+        for pl in range(planes):
+            _depool_plane(o0 + pl * HW, v0 + pl * PQ, a0 + pl * PQ, HW, PQ)
+        return
     for pl in prange(planes, schedule='static', num_threads=num_threads):
-        op = &out[0, 0, 0, 0] + pl * HW
-        vp = &values[0, 0, 0, 0] + pl * PQ
-        ap = &argmax[0, 0, 0, 0] + pl * PQ
-        memset(op, 0, HW * sizeof(floating))
-        for k in range(PQ):
-            op[ap[k]] += vp[k]
+        _depool_plane(o0 + pl * HW, v0 + pl * PQ, a0 + pl * PQ, HW, PQ)
 
 
 cdef void depool2d_backward_kernel(floating[:, :, :, ::1] dvalues, const floating[:, :, :, ::1] dout,

@@ -65,6 +65,21 @@ def test_dense_same_result_on_one_and_two_threads(rng, threads):
     np.testing.assert_allclose(one, two, rtol=1e-5, atol=1e-6 * np.abs(one).max())
 
 
+@pytest.mark.parametrize("n,i,o", [(1, 800, 500), (3, 800, 500), (32, 400, 330), (1, 1000, 330)])
+def test_small_batch_forward_with_large_weights_is_bit_identical_on_two_threads(n, i, o, rng, threads):
+    # Weights of >= 512 KB split over the threads even at batch 1 (_streams_weights in
+    # _blas.pxd); each output must stay the very same dot product, so the results are equal.
+    # (32, 400, 330): 528 KB; (1, 1000, 330): just over 2 x 160 columns.
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in [(n, i), (o, i), (o,)])
+    threads(1)
+    one = ops.dense_forward(x, w, b)
+    threads(2)
+    two = ops.dense_forward(x, w, b)
+    np.testing.assert_array_equal(one, two)
+    want = ref.dense_forward(*(a.astype(np.float64) for a in (x, w, b)))
+    np.testing.assert_allclose(two, want, **tolerance(np.float32, i))
+
+
 @pytest.mark.parametrize("args,exc,word", [
     (((3, 4), (2, 5), (2,)), ValueError, "w"),
     (((3, 4), (2, 4), (3,)), ValueError, "b"),
