@@ -15,6 +15,8 @@
 from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
+from cython.parallel cimport prange
+from _parallel cimport GEMM_PARALLEL_MIN_WORK, GEMM_PARALLEL_MIN_WEIGHT_BYTES
 from fastnn._dense cimport (dense_forward_kernel, dense_backward_kernel, dense_backward_sgd_kernel,
                            nonzero_column_runs, finite_outside_runs, gather_runs,
                            dense_forward_compact_kernel, dense_backward_compact_kernel)
@@ -51,6 +53,14 @@ cdef Py_ssize_t COMPACT_MIN_ROWS = 32
 # take the batch-along-the-lanes loops of fastnn_tiny_dense.h: the spiral preset (1,500), not Nielsen's net
 # (238,000 at batch 10). One thread: below this size a second one only adds its wake-up.
 TINY_STEP_MAX_WORK = 16384
+
+# run() on two or more threads, for stacks whose step runs on one thread anyway (every GEMM
+# below the sizes gemm_parallel splits, _parallel.pxd): the second thread gathers the next
+# batch's rows while the first steps on this one. Gathering 100 random rows of 3 KB (mlp) reads
+# them from memory at a few GB/s, about a fifth of mlp's step on one thread. Only when a batch
+# is at least this many bytes: Nielsen's batch of 10 rows (31 KB) measured no faster, the
+# hand-off (an OpenMP region and the GIL, every step) costing what the gather saved.
+PIPELINE_MIN_BATCH_BYTES = 65536
 
 COLUMNS = ("skip-zero", "all")  # DenseTrainStep's `columns` option; "skip-zero" is the default
 
@@ -98,6 +108,23 @@ cdef check_chain(list layers, float[:, ::1] dout):
         raise ValueError(f"DenseTrainStep: dout has {dout.shape[1]} columns, the last layer gives {layer.w.shape[0]}")
 
 
+cdef bint one_thread_gemms(DenseBuffers layer, Py_ssize_t batch):
+    """Whether gemm_parallel (_blas.pxd) runs this layer's products on one thread at this batch:
+    below its work and weight-size thresholds."""
+    cdef Py_ssize_t outs = layer.w.shape[0], ins = layer.w.shape[1]
+    return (<double>batch * outs * ins < GEMM_PARALLEL_MIN_WORK
+            and <double>outs * ins * 4 < GEMM_PARALLEL_MIN_WEIGHT_BYTES)
+
+
+cdef void gather_batch(float* xb, int64_t* yb, const float* x, const int64_t* labels,
+                       const int64_t* rows, Py_ssize_t B, Py_ssize_t inputs) noexcept nogil:
+    # xb (B, inputs), yb (B,) = rows rows[0..B) of x (N, inputs) and labels (N,), checked rows
+    cdef Py_ssize_t i
+    for i in range(B):
+        memcpy(xb + i * inputs, x + rows[i] * inputs, inputs * sizeof(float))
+        yb[i] = labels[rows[i]]
+
+
 cdef class DenseTrainStep:
     """step(x, labels, ...) -> (mean loss before the update, correct predictions).
 
@@ -129,8 +156,9 @@ cdef class DenseTrainStep:
     cdef float[::1] tiny_buf
     cdef Py_ssize_t[::1] tiny_y, tiny_g
     cdef Py_ssize_t tiny_scratch, tiny_ld
-    cdef float[:, ::1] xb  # run()'s gathered batch
-    cdef int64_t[::1] yb
+    cdef float[:, ::1] xb, xb2  # run()'s gathered batch (xb2: the next one, when pipelined)
+    cdef int64_t[::1] yb, yb2
+    cdef readonly bint pipelined  # run() on >= 2 threads gathers the next batch on the second
 
     def __init__(self, list layers, float[:, ::1] dout, float[::1] params, float[::1] grads,
                  state1, state2, int loss_kind, int optimizer_kind, columns="skip-zero"):
@@ -156,6 +184,10 @@ cdef class DenseTrainStep:
         self.tiny = self.batch * sum((<DenseBuffers>b).w.shape[0] * (<DenseBuffers>b).w.shape[1]
                                      for b in layers) <= TINY_STEP_MAX_WORK
         self.xb, self.yb = np.empty((self.batch, inputs), np.float32), np.empty(self.batch, np.int64)
+        self.pipelined = (not self.tiny and self.batch * inputs * 4 >= PIPELINE_MIN_BATCH_BYTES
+                          and all(one_thread_gemms(<DenseBuffers>b, self.batch) for b in layers))
+        if self.pipelined:
+            self.xb2, self.yb2 = np.empty_like(self.xb), np.empty_like(self.yb)
         if self.tiny:
             self.plan_tiny(inputs)
         self.state_objects = (state1, state2)
@@ -279,13 +311,14 @@ cdef class DenseTrainStep:
             self.check_labels(labels, first * B, (first + steps) * B)
         cdef double loss
         cdef Py_ssize_t n_correct
+        if gather and self.pipelined and num_threads >= 2:
+            return self.run_pipelined(x, labels, rows, first, losses, correct, lr, momentum,
+                                      weight_decay, beta1, beta2, eps, adam_step)
         for k in range(steps):
             r = (first + k) * B
             if gather:
                 with nogil:
-                    for i in range(B):
-                        memcpy(&self.xb[i, 0], &x[rows[r + i], 0], inputs * sizeof(float))
-                        self.yb[i] = labels[rows[r + i]]
+                    gather_batch(&self.xb[0, 0], &self.yb[0], &x[0, 0], &labels[0], &rows[r], B, inputs)
                 loss, n_correct = self.one_step(self.xb, self.yb, lr, momentum, weight_decay,
                                                 beta1, beta2, eps, adam_step + k, num_threads)
             else:
@@ -294,6 +327,42 @@ cdef class DenseTrainStep:
                                                 num_threads)
             losses[k], correct[k] = loss, n_correct
             if not isfinite(loss):
+                return k + 1
+        return steps
+
+    cdef Py_ssize_t run_pipelined(self, const float[:, ::1] x, const int64_t[::1] labels,
+                                  const int64_t[::1] rows, Py_ssize_t first, double[::1] losses,
+                                  int64_t[::1] correct, double lr, double momentum,
+                                  double weight_decay, double beta1, double beta2, double eps,
+                                  long adam_step):
+        """run() with the batches gathered one ahead on a second thread: step k reads one of
+        two buffers while batch k + 1 is gathered into the other. The step itself runs on one
+        thread (its kernels would anyway: see `pipelined`), so results are bit-identical to
+        run() on one thread."""
+        cdef Py_ssize_t steps = losses.shape[0], B = self.batch, k, inputs = x.shape[1]
+        cdef int part
+        cdef (double, Py_ssize_t) result
+        cdef float[:, ::1] xcur
+        cdef int64_t[::1] ycur
+        cdef float* xnext
+        cdef int64_t* ynext
+        with nogil:
+            gather_batch(&self.xb[0, 0], &self.yb[0], &x[0, 0], &labels[0], &rows[first * B], B, inputs)
+        for k in range(steps):
+            xcur, ycur = (self.xb, self.yb) if k % 2 == 0 else (self.xb2, self.yb2)
+            xnext = &self.xb2[0, 0] if k % 2 == 0 else &self.xb[0, 0]
+            ynext = &self.yb2[0] if k % 2 == 0 else &self.yb[0]
+            with nogil:
+                for part in prange(2, schedule='static', num_threads=2):
+                    if part == 0:
+                        with gil:
+                            result = self.one_step(xcur, ycur, lr, momentum, weight_decay, beta1,
+                                                   beta2, eps, adam_step + k, 1)
+                            losses[k], correct[k] = result[0], result[1]
+                    elif k + 1 < steps:
+                        gather_batch(xnext, ynext, &x[0, 0], &labels[0], &rows[(first + k + 1) * B],
+                                     B, inputs)
+            if not isfinite(losses[k]):
                 return k + 1
         return steps
 
