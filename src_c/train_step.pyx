@@ -56,11 +56,11 @@ TINY_STEP_MAX_WORK = 16384
 
 # run() on two or more threads, for stacks whose step runs on one thread anyway (every GEMM
 # below the sizes gemm_parallel splits, _parallel.pxd): the second thread gathers the next
-# batch's rows while the first steps on this one. Gathering 100 random rows of 3 KB (mlp) reads
-# them from memory at a few GB/s, about a fifth of mlp's step on one thread. Only when a batch
-# is at least this many bytes: Nielsen's batch of 10 rows (31 KB) measured no faster, the
-# hand-off (an OpenMP region and the GIL, every step) costing what the gather saved.
-PIPELINE_MIN_BATCH_BYTES = 65536
+# batches' rows while the first steps on the batches it gathered before. Gathering 100 random
+# rows of 3 KB (mlp) reads them from memory at a few GB/s, about a fifth of mlp's step on one
+# thread. The threads meet once per PIPELINE_CHUNK_BYTES of gathered rows (at least one batch):
+# every meeting costs an OpenMP region and the GIL, as much as gathering Nielsen's 10 rows.
+PIPELINE_CHUNK_BYTES = 262144
 
 COLUMNS = ("skip-zero", "all")  # DenseTrainStep's `columns` option; "skip-zero" is the default
 
@@ -156,9 +156,10 @@ cdef class DenseTrainStep:
     cdef float[::1] tiny_buf
     cdef Py_ssize_t[::1] tiny_y, tiny_g
     cdef Py_ssize_t tiny_scratch, tiny_ld
-    cdef float[:, ::1] xb, xb2  # run()'s gathered batch (xb2: the next one, when pipelined)
+    cdef float[:, ::1] xb, xb2  # run()'s gathered batches (pipelined: two chunks of them)
     cdef int64_t[::1] yb, yb2
-    cdef readonly bint pipelined  # run() on >= 2 threads gathers the next batch on the second
+    cdef readonly bint pipelined  # run() on >= 2 threads gathers ahead on the second thread
+    cdef readonly Py_ssize_t chunk_steps  # steps per hand-off between the two (pipelined)
 
     def __init__(self, list layers, float[:, ::1] dout, float[::1] params, float[::1] grads,
                  state1, state2, int loss_kind, int optimizer_kind, columns="skip-zero"):
@@ -183,9 +184,10 @@ cdef class DenseTrainStep:
         self.last_kept_columns = inputs
         self.tiny = self.batch * sum((<DenseBuffers>b).w.shape[0] * (<DenseBuffers>b).w.shape[1]
                                      for b in layers) <= TINY_STEP_MAX_WORK
-        self.xb, self.yb = np.empty((self.batch, inputs), np.float32), np.empty(self.batch, np.int64)
-        self.pipelined = (not self.tiny and self.batch * inputs * 4 >= PIPELINE_MIN_BATCH_BYTES
-                          and all(one_thread_gemms(<DenseBuffers>b, self.batch) for b in layers))
+        self.pipelined = not self.tiny and all(one_thread_gemms(<DenseBuffers>b, self.batch) for b in layers)
+        self.chunk_steps = max(1, PIPELINE_CHUNK_BYTES // (self.batch * inputs * 4)) if self.pipelined else 1
+        rows = self.chunk_steps * self.batch
+        self.xb, self.yb = np.empty((rows, inputs), np.float32), np.empty(rows, np.int64)
         if self.pipelined:
             self.xb2, self.yb2 = np.empty_like(self.xb), np.empty_like(self.yb)
         if self.tiny:
@@ -335,35 +337,46 @@ cdef class DenseTrainStep:
                                   int64_t[::1] correct, double lr, double momentum,
                                   double weight_decay, double beta1, double beta2, double eps,
                                   long adam_step):
-        """run() with the batches gathered one ahead on a second thread: step k reads one of
-        two buffers while batch k + 1 is gathered into the other. The step itself runs on one
-        thread (its kernels would anyway: see `pipelined`), so results are bit-identical to
-        run() on one thread."""
-        cdef Py_ssize_t steps = losses.shape[0], B = self.batch, k, inputs = x.shape[1]
+        """run() with the batches gathered a chunk ahead on a second thread: the steps of one
+        chunk (chunk_steps batches) read one buffer while the next chunk is gathered into the
+        other. The steps themselves run on one thread (their kernels would anyway: see
+        `pipelined`), so results are bit-identical to run() on one thread."""
+        cdef Py_ssize_t steps = losses.shape[0], B = self.batch, inputs = x.shape[1]
+        cdef Py_ssize_t chunk = self.chunk_steps, lo, hi, next_hi, k
         cdef int part
+        cdef bint even
         cdef (double, Py_ssize_t) result
         cdef float[:, ::1] xcur
         cdef int64_t[::1] ycur
         cdef float* xnext
         cdef int64_t* ynext
         with nogil:
-            gather_batch(&self.xb[0, 0], &self.yb[0], &x[0, 0], &labels[0], &rows[first * B], B, inputs)
-        for k in range(steps):
-            xcur, ycur = (self.xb, self.yb) if k % 2 == 0 else (self.xb2, self.yb2)
-            xnext = &self.xb2[0, 0] if k % 2 == 0 else &self.xb[0, 0]
-            ynext = &self.yb2[0] if k % 2 == 0 else &self.yb[0]
+            gather_batch(&self.xb[0, 0], &self.yb[0], &x[0, 0], &labels[0], &rows[first * B],
+                         min(chunk, steps) * B, inputs)
+        for lo in range(0, steps, chunk):
+            hi, next_hi = min(steps, lo + chunk), min(steps, lo + 2 * chunk)
+            even = (lo // chunk) % 2 == 0
+            xcur, ycur = (self.xb, self.yb) if even else (self.xb2, self.yb2)
+            xnext = &self.xb2[0, 0] if even else &self.xb[0, 0]
+            ynext = &self.yb2[0] if even else &self.yb[0]
             with nogil:
                 for part in prange(2, schedule='static', num_threads=2):
                     if part == 0:
                         with gil:
-                            result = self.one_step(xcur, ycur, lr, momentum, weight_decay, beta1,
-                                                   beta2, eps, adam_step + k, 1)
-                            losses[k], correct[k] = result[0], result[1]
-                    elif k + 1 < steps:
-                        gather_batch(xnext, ynext, &x[0, 0], &labels[0], &rows[(first + k + 1) * B],
-                                     B, inputs)
-            if not isfinite(losses[k]):
-                return k + 1
+                            for k in range(lo, hi):
+                                result = self.one_step(xcur[(k - lo) * B:(k - lo + 1) * B],
+                                                       ycur[(k - lo) * B:(k - lo + 1) * B], lr,
+                                                       momentum, weight_decay, beta1, beta2, eps,
+                                                       adam_step + k, 1)
+                                losses[k], correct[k] = result[0], result[1]
+                                if not isfinite(result[0]):
+                                    break
+                    elif next_hi > hi:
+                        gather_batch(xnext, ynext, &x[0, 0], &labels[0], &rows[(first + hi) * B],
+                                     (next_hi - hi) * B, inputs)
+            for k in range(lo, hi):
+                if not isfinite(losses[k]):
+                    return k + 1
         return steps
 
     cdef (double, Py_ssize_t) one_step(self, const float[:, ::1] x, const int64_t[::1] labels,

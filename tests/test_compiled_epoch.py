@@ -121,30 +121,32 @@ def test_divergence_raises_at_the_same_step(step_by_step):
     np.testing.assert_array_equal(results[0][1], results[1][1])
 
 
-WIDE = 256  # x rows of 1 KB: batches of 64 reach PIPELINE_MIN_BATCH_BYTES
+WIDE = 256  # x rows of 1 KB
 
 
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
-def test_two_thread_runs_gather_ahead_and_equal_one_thread_step_by_step(step_by_step, optimizer, threads):
-    # On two threads a run of a stack whose GEMMs stay on one thread gathers the next batch on
-    # the second thread (DenseTrainStep.pipelined); the training must not change by a bit.
-    assert 64 * WIDE * 4 >= _train_step.PIPELINE_MIN_BATCH_BYTES
+@pytest.mark.parametrize("batch", [64, 8], ids=["chunks-of-4", "chunks-of-32"])
+def test_two_thread_runs_gather_ahead_and_equal_one_thread_step_by_step(step_by_step, optimizer, batch, threads):
+    # On two threads a run of a stack whose GEMMs stay on one thread gathers the next chunk of
+    # batches on the second thread (DenseTrainStep.pipelined); training must not change by a bit.
     x, y = problem(n=403, features=WIDE)
     threads(2)
     a = model(optimizer, features=WIDE)
-    ha = a.fit(x, y, epochs=2, batch_size=64, shuffle=True, seed=5, verbose=0)
-    assert a._fused_plan(64).pipelined
+    ha = a.fit(x, y, epochs=2, batch_size=batch, shuffle=True, seed=5, verbose=0)
+    plan = a._fused_plan(batch)
+    assert plan.pipelined and plan.chunk_steps == _train_step.PIPELINE_CHUNK_BYTES // (batch * WIDE * 4)
     threads(1)
     step_by_step()
     b = model(optimizer, features=WIDE)
-    hb = b.fit(x, y, epochs=2, batch_size=64, shuffle=True, seed=5, verbose=0)
+    hb = b.fit(x, y, epochs=2, batch_size=batch, shuffle=True, seed=5, verbose=0)
     np.testing.assert_array_equal(a.params, b.params)
-    assert ha.step_loss == hb.step_loss and len(ha.step_loss) == 2 * -(-403 // 64)
+    assert ha.step_loss == hb.step_loss and len(ha.step_loss) == 2 * -(-403 // batch)
 
 
-def test_two_thread_run_stops_at_the_diverging_step(step_by_step, threads):
+@pytest.mark.parametrize("bad_row", [300, 40], ids=["later-chunk", "first-chunk"])
+def test_two_thread_run_stops_at_the_diverging_step(step_by_step, bad_row, threads):
     x, y = problem(n=403, features=WIDE)
-    x[300:] = 3e38
+    x[bad_row:] = 3e38
     results = []
     for run in range(2):
         threads(2 - run)
@@ -152,18 +154,20 @@ def test_two_thread_run_stops_at_the_diverging_step(step_by_step, threads):
             step_by_step()
         m = model(features=WIDE)
         with pytest.raises(TrainingDiverged, match="at step") as e:
-            m.fit(x, y, epochs=2, batch_size=64, shuffle=False, verbose=0)
+            m.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
         results.append((str(e.value), m.params.copy()))
     assert results[0][0] == results[1][0]
     np.testing.assert_array_equal(results[0][1], results[1][1])
 
 
-def test_small_batches_and_tiny_stacks_are_not_pipelined():
-    narrow = model()  # 12 features: a batch of 40 rows is 1.9 KB
-    narrow.build((12,))
-    assert not narrow._fused_plan(40).pipelined
-    wide = model(features=WIDE)
-    assert wide._fused_plan(64).pipelined and not wide._fused_plan(8).pipelined
+def test_tiny_stacks_and_split_gemms_are_not_pipelined():
+    tiny = Sequential([Dense(10, activation="sigmoid"), Dense(3)], loss=SoftmaxCrossEntropy(),
+                      optimizer=SGD(1.0), input_shape=(2,))
+    assert tiny._fused_plan(30).tiny and not tiny._fused_plan(30).pipelined
+    big = Sequential([Dense(600, activation="relu"), Dense(4)], loss=SoftmaxCrossEntropy(),
+                     optimizer=SGD(0.1), input_shape=(WIDE,))
+    assert not big._fused_plan(64).pipelined  # 64 x 600 x 256 = 9.8M multiply-adds: split
+    assert model(features=WIDE)._fused_plan(64).pipelined
 
 
 def test_checkpoints_every_n_steps_resume_bit_identically(tmp_path, monkeypatch):
