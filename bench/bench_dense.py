@@ -82,23 +82,26 @@ def test_skip_zero_columns(benchmark, threads, num_threads, preset, batch, colum
 
 # One compiled run of steps (DenseTrainStep.run, what fit calls on in-memory arrays) over a
 # shuffled order: the spiral preset takes the tiny-stack path (src_c/fastnn_tiny_dense.h),
-# nielsen the GEMM one, on 60,000 random rows so that the gathered rows come from memory as
-# MNIST's do. The time is per run of `steps` steps; extra_info has it per step.
+# nielsen and mlp the GEMM one, on 60,000 random rows so that the gathered rows come from memory
+# as MNIST's do. On two threads nielsen and mlp gather the next batches on the second thread
+# (DenseTrainStep.pipelined). The time is per run of `steps` steps; extra_info has it per step.
 @pytest.mark.benchmark(group="compiled-run")
-@pytest.mark.parametrize("preset,batch,rows,steps", [("spiral", 30, 300, 10), ("nielsen", 10, 60000, 256)])
-def test_compiled_run(benchmark, threads, preset, batch, rows, steps):
+@pytest.mark.parametrize("preset,batch,rows,steps,num_threads", [
+    ("spiral", 30, 300, 10, 1), ("nielsen", 10, 60000, 256, 1), ("nielsen", 10, 60000, 256, 2),
+    ("mlp", 100, 60000, 64, 1), ("mlp", 100, 60000, 64, 2)])
+def test_compiled_run(benchmark, threads, preset, batch, rows, steps, num_threads):
     from fastnn import zoo
-    threads(1)
+    threads(num_threads)
     model = zoo.get(preset).build(seed=0)
     rng = np.random.default_rng(0)
     x = rng.random((rows,) + model.input_shape, dtype=np.float32)
     y = rng.integers(0, model.output_shape[0], rows).astype(np.int64)
     order = rng.permutation(rows).astype(np.int64)
     plan = model._fused_plan(batch)
-    assert plan.tiny == (preset == "spiral")
+    assert plan.tiny == (preset == "spiral") and plan.pipelined == (preset != "spiral")
     losses, correct = np.empty(steps), np.empty(steps, np.int64)
     update = model.optimizer.start_step()
-    benchmark(plan.run, x, y, order, 0, losses, correct, *update, 1)
+    benchmark(plan.run, x, y, order, 0, losses, correct, *update, num_threads)
     assert np.all(np.isfinite(losses))
     if not benchmark.disabled:
         benchmark.extra_info["us_per_step"] = round(benchmark.stats.stats.min / steps * 1e6, 2)

@@ -321,7 +321,7 @@ cdef class DenseTrainStep:
             if gather:
                 with nogil:
                     gather_batch(&self.xb[0, 0], &self.yb[0], &x[0, 0], &labels[0], &rows[r], B, inputs)
-                loss, n_correct = self.one_step(self.xb, self.yb, lr, momentum, weight_decay,
+                loss, n_correct = self.one_step(self.xb[:B], self.yb[:B], lr, momentum, weight_decay,
                                                 beta1, beta2, eps, adam_step + k, num_threads)
             else:
                 loss, n_correct = self.one_step(x[r:r + B], labels[r:r + B], lr, momentum,
@@ -384,6 +384,11 @@ cdef class DenseTrainStep:
                                        double beta1, double beta2, double eps, long adam_step,
                                        int num_threads):
         """The step on a checked batch (shapes, labels and optimizer state)."""
+        if x.shape[0] != self.batch or labels.shape[0] != self.batch:
+            # The kernels write B rows into the layers' buffers: never more. Callers slice
+            # their batch to B rows (run()'s buffers hold several); this keeps it that way.
+            raise ValueError(f"DenseTrainStep: a batch of {x.shape[0]} rows and {labels.shape[0]} "
+                             f"labels for a plan of {self.batch}")
         if self.tiny:
             return self.tiny_step(x, labels, lr, momentum, weight_decay, beta1, beta2, eps,
                                   adam_step, num_threads)
