@@ -57,3 +57,20 @@ def test_pool(benchmark, op, num_threads):
     # The timed kernels still give the right answer.
     if op == "depool2d":
         assert dx.sum() == pytest.approx(float(y.sum(dtype=np.float64)), rel=1e-4)
+
+
+# Rows of 32 outputs: the 16-lane AVX-512 row's case (LeNet's rows of 12 and 4 never take it).
+# Run once per build to compare them: FASTNN_ISA=avx2|avx512 pytest bench/bench_pool.py -k wide
+WIDE = (64, 8, 32, 64)
+
+
+@pytest.mark.benchmark(group="pool wide rows f32 2x2", timer=time.perf_counter)
+def test_pool_wide_rows(benchmark, threads):
+    threads(1)
+    x = np.random.default_rng(0).standard_normal(WIDE, dtype=np.float32)
+    pooled = WIDE[:2] + (WIDE[2] // 2, WIDE[3] // 2)
+    y, argmax = np.empty(pooled, np.float32), np.empty(pooled, np.int64)
+    benchmark.pedantic(lambda: _pool.maxpool2d_forward(y, argmax, x, 2, 2, 2, 2, 1), rounds=300,
+                       iterations=1, warmup_rounds=10)
+    benchmark.extra_info.update(isa=_pool.maxpool2x2_isa(pooled[3]), row_outputs=pooled[3])
+    assert np.array_equal(y, x.reshape(pooled[:3] + (2, pooled[3], 2)).max(axis=(3, 5)))

@@ -15,7 +15,7 @@ it after `import fastnn` changes nothing (start a new process, as tests/test_isa
 """
 import os
 
-from . import _conv, _dense, _pool, _runtime_c
+from . import _activation, _conv, _dense, _pool, _runtime_c
 
 LEVELS = ("baseline", "avx2", "avx512")  # lowest first
 
@@ -38,7 +38,7 @@ def check(environ=os.environ):
 def settle():
     """Check FASTNN_ISA, then have every kernel module take its decision now."""
     check()
-    levels = {module.__name__: module.isa() for module in (_conv, _dense, _pool)}
+    levels = {module.__name__: module.isa() for module in (_activation, _conv, _dense, _pool)}
     chosen = _runtime_c.isa()
     if set(levels.values()) != {chosen}:  # the same rule read the same variable: cannot differ
         raise RuntimeError(f"fastnn kernel modules disagree on the ISA: {levels}, runtime {chosen!r}")

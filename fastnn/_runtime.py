@@ -20,7 +20,7 @@ import time
 
 import scipy_openblas32
 
-from . import _conv, _dense, _isa, _openmp_env, _runtime_c
+from . import _activation, _conv, _dense, _isa, _openmp_env, _runtime_c
 from ._share import OthersCpu
 
 _BLAS_USERS = (_dense, _conv)
@@ -143,6 +143,7 @@ def info():
         "blas_threads": _blas.scipy_openblas_get_num_threads(),
         "small_gemm_simd": _dense.small_gemm_simd(),  # fastnn_small_gemm.h's build picked here
         "direct_conv_simd": _conv.direct_simd(),  # fastnn_direct_conv.h's
+        "activation_simd": _activation.simd(),  # fastnn_elementwise.h's (float32 activations)
         **_isa.report(),  # the kernels' build level (avx512, avx2, baseline) and why (fastnn/_isa.py)
         "num_threads": _num_threads,
         "num_threads_automatic": _auto is not None,

@@ -6,21 +6,30 @@ from cython cimport floating
 from cython.parallel cimport prange
 from _elementwise cimport sigmoid_of, tanh_of
 from _parallel cimport threads_for_stream
+from _cpu cimport fastnn_isa, fastnn_isa_name, fastnn_isa_simd_name
 
-cdef enum Op:
-    RELU_FORWARD = 0
-    RELU_BACKWARD = 1
-    SIGMOID_FORWARD = 2
-    SIGMOID_BACKWARD = 3
-    TANH_FORWARD = 4
-    TANH_BACKWARD = 5
+cdef extern from "fastnn_elementwise.h" nogil:
+    # float32: the same passes in AVX-512, AVX2 and baseline builds, picked at run time
+    void fastnn_ew_span(int op, float* out, const float* a, const float* y, long n)
+    int fastnn_ew_isa()
+    cdef enum:
+        RELU_FORWARD "FASTNN_EW_RELU_FORWARD"
+        RELU_BACKWARD "FASTNN_EW_RELU_BACKWARD"
+        SIGMOID_FORWARD "FASTNN_EW_SIGMOID_FORWARD"
+        SIGMOID_BACKWARD "FASTNN_EW_SIGMOID_BACKWARD"
+        TANH_FORWARD "FASTNN_EW_TANH_FORWARD"
+        TANH_BACKWARD "FASTNN_EW_TANH_BACKWARD"
 
 
 cdef inline void _span(int op, floating* out, const floating* a, const floating* y,
                        Py_ssize_t n) noexcept nogil:
     # out[:n] = op(a[:n]) (forward: a = x) or op(a[:n], y[:n]) (backward: a = dy, y = the
-    # forward's output); the switch outside each loop, so gcc vectorises the loops.
+    # forward's output). float32 runs fastnn_elementwise.h's build for this CPU; float64 (the
+    # gradient checks) these loops, the switch outside each so that gcc vectorises them.
     cdef Py_ssize_t i
+    if floating is float:
+        fastnn_ew_span(op, out, a, y, n)
+        return
     if op == RELU_FORWARD:  # branch-free: a branch on the sign mispredicts half the time
         for i in range(n):
             out[i] = a[i] * (a[i] > 0)
@@ -117,3 +126,14 @@ def tanh_forward(floating[::1] y, const floating[::1] x, int num_threads):
 def tanh_backward(floating[::1] dx, const floating[::1] dy, const floating[::1] y, int num_threads):
     with nogil:
         tanh_backward_kernel(dx, dy, y, num_threads)
+
+
+def simd():
+    """The build the float32 activation passes run here (fastnn_elementwise.h): 'avx512f+fma',
+    'avx2+fma' or 'baseline'."""
+    return fastnn_isa_simd_name(fastnn_ew_isa()).decode()
+
+
+def isa():
+    """This module's level (fastnn_cpu.h): 'avx512', 'avx2' or 'baseline'."""
+    return fastnn_isa_name(fastnn_isa()).decode()

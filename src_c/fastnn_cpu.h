@@ -1,5 +1,5 @@
 /* Which build of fastnn's vector kernels runs here (fastnn_small_gemm.h, fastnn_direct_conv.h,
- * fastnn_pool2x2.h): the ISA level, decided once per process at first use.
+ * fastnn_pool2x2.h, fastnn_elementwise.h): the ISA level, decided once per process at first use.
  *
  *   FASTNN_ISA_AVX512    16-lane clones: target("avx512f,avx512vl,avx2,fma")
  *   FASTNN_ISA_AVX2      8-lane clones: target("avx2,fma")
@@ -16,8 +16,9 @@
  * kernel whose AVX-512 clone was slower than its AVX2 clone on the machine it was measured on runs
  * the AVX2 clone (each header's *_AVX512_BY_DEFAULT constant). On that machine (AMD EPYC, 512-bit
  * FMAs double-pumped: 114 GFLOP/s per core at 256 and at 512 bits, bench/fma_peak.py) only the
- * small GEMM's axpy shape gained (1.1-1.5x); the direct convolution and the dot shape run AVX2
- * (docs/kernels.md has the numbers and commands). FASTNN_ISA=avx512 runs the AVX-512 clone of
+ * small GEMM's axpy shape (1.1-1.5x) and max-pool's rows of >= 16 outputs (1.4x) gained; the
+ * direct convolution, the dot shape and the activations run AVX2 (docs/kernels.md has the
+ * numbers and commands). FASTNN_ISA=avx512 runs the AVX-512 clone of
  * every kernel that has one, for tests and for measuring on other CPUs.
  */
 #ifndef FASTNN_CPU_H

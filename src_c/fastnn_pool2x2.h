@@ -1,4 +1,5 @@
-/* Max-pool 2x2 stride 2, one output row, float32, 8 outputs per vector step.
+/* Max-pool 2x2 stride 2, one output row, float32, 8 outputs per vector step (16 in the AVX-512
+ * build, rows of >= 16 outputs).
  *
  * Semantics are the generic kernel's scan (src_c/pool.pyx): a, b of row 2p, then c, d of row
  * 2p+1; a value wins with strict > (ties keep the first) and a NaN always wins. As a tree:
@@ -126,6 +127,79 @@ __attribute__((target("avx2"))) static void fastnn_maxpool2x2_row_avx2(
 #define FASTNN_POOL_HAVE_AVX2 1
 #endif
 
+/* Whether rows of >= 16 outputs run the 16-lane AVX-512 row when FASTNN_ISA is unset (fastnn_cpu.h):
+ * it measured faster than the AVX2 row on the development host (rows of 32: docs/kernels.md),
+ * its shuffles doing twice the outputs each. LeNet's pooled rows (12 and 4 outputs) are
+ * narrower than 16 lanes and stay on the 8- and 4-lane path. */
+#define FASTNN_POOL_AVX512_BY_DEFAULT 1
+
+#ifdef FASTNN_HAVE_X86_CLONES
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx2,fma")
+typedef float fastnn_pf16 __attribute__((vector_size(64)));
+typedef int32_t fastnn_pi16 __attribute__((vector_size(64)));
+
+/* Outputs q .. q+15: fastnn_maxpool2x2_vec8's tree, 16 lanes wide. */
+static inline __attribute__((always_inline)) void fastnn_maxpool2x2_vec16(
+        float *y, int64_t *argmax, const float *x, long W, long q, int64_t offset) {
+    const fastnn_pi16 even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+    const fastnn_pi16 odd = even + 1;
+    fastnn_pf16 r0lo, r0hi, r1lo, r1hi;
+    memcpy(&r0lo, x + 2 * q, sizeof r0lo);
+    memcpy(&r0hi, x + 2 * q + 16, sizeof r0hi);
+    memcpy(&r1lo, x + W + 2 * q, sizeof r1lo);
+    memcpy(&r1hi, x + W + 2 * q + 16, sizeof r1hi);
+    fastnn_pf16 a = __builtin_shuffle(r0lo, r0hi, even), b = __builtin_shuffle(r0lo, r0hi, odd);
+    fastnn_pf16 c = __builtin_shuffle(r1lo, r1hi, even), d = __builtin_shuffle(r1lo, r1hi, odd);
+    fastnn_pi16 base = even + (int32_t)(2 * q);
+    fastnn_pi16 take = (fastnn_pi16)((b > a) | (b != b));
+    fastnn_pf16 top = (fastnn_pf16)(((fastnn_pi16)b & take) | ((fastnn_pi16)a & ~take));
+    fastnn_pi16 top_at = base - take;
+    take = (fastnn_pi16)((d > c) | (d != d));
+    fastnn_pf16 bottom = (fastnn_pf16)(((fastnn_pi16)d & take) | ((fastnn_pi16)c & ~take));
+    fastnn_pi16 bottom_at = base - take + (int32_t)W;
+    take = (fastnn_pi16)((bottom > top) | (bottom != bottom));
+    fastnn_pf16 best = (fastnn_pf16)(((fastnn_pi16)bottom & take) | ((fastnn_pi16)top & ~take));
+    fastnn_pi16 best_at = (bottom_at & take) | (top_at & ~take);
+    memcpy(y + q, &best, sizeof best);
+    for (int part = 0; part < 4; part++) {  /* widen to int64 four lanes at a time, as vec8 */
+        fastnn_pi4 quarter = {best_at[4 * part], best_at[4 * part + 1], best_at[4 * part + 2],
+                              best_at[4 * part + 3]};
+        fastnn_pl4 wide = __builtin_convertvector(quarter, fastnn_pl4) + offset;
+        memcpy(argmax + q + 4 * part, &wide, sizeof wide);
+    }
+}
+
+/* Rows of >= 16 outputs by 16 lanes, the last vector overlapping (same values); narrower rows
+ * take the 8- and 4-lane path. */
+__attribute__((target("avx512f,avx512vl,avx2,fma"))) static void fastnn_maxpool2x2_row_avx512(
+        float *y, int64_t *argmax, const float *x, long W, long Q, int64_t offset) {
+    long q = 0;
+    if (Q < 16) {
+        fastnn_maxpool2x2_row_body(y, argmax, x, W, Q, offset);
+        return;
+    }
+    for (; q + 16 <= Q; q += 16)
+        fastnn_maxpool2x2_vec16(y, argmax, x, W, q, offset);
+    if (q < Q)
+        fastnn_maxpool2x2_vec16(y, argmax, x, W, Q - 16, offset);
+}
+#pragma GCC pop_options
+#endif
+
+/* The level a row of Q outputs runs at (FASTNN_ISA_*): for tests and fastnn.info(). */
+static int fastnn_maxpool2x2_isa(long Q) {
+#ifdef FASTNN_HAVE_X86_CLONES
+    if (Q >= 16 && fastnn_isa_use_avx512(FASTNN_POOL_AVX512_BY_DEFAULT))
+        return FASTNN_ISA_AVX512;
+#endif
+#ifdef FASTNN_POOL_HAVE_AVX2
+    if (fastnn_isa() >= FASTNN_ISA_AVX2)
+        return FASTNN_ISA_AVX2;
+#endif
+    return FASTNN_ISA_BASELINE;
+}
+
 static void fastnn_maxpool2x2_row_base(float *y, int64_t *argmax, const float *x, long W, long Q,
                                        int64_t offset) {
     fastnn_maxpool2x2_row_body(y, argmax, x, W, Q, offset);
@@ -134,14 +208,15 @@ static void fastnn_maxpool2x2_row_base(float *y, int64_t *argmax, const float *x
 /* y (Q,), argmax (Q,) from input rows x (row 2p) and x + W (row 2p+1); offset = 2p*W. */
 static inline void fastnn_maxpool2x2_row(float *y, int64_t *argmax, const float *x, long W, long Q,
                                          int64_t offset) {
-#ifdef FASTNN_POOL_HAVE_AVX2
-    /* The AVX2 row at the AVX2 and AVX-512 levels (fastnn_cpu.h; no 16-lane clone yet). */
-    if (fastnn_isa() >= FASTNN_ISA_AVX2) {
-        fastnn_maxpool2x2_row_avx2(y, argmax, x, W, Q, offset);
-        return;
-    }
+    switch (fastnn_maxpool2x2_isa(Q)) {
+#ifdef FASTNN_HAVE_X86_CLONES
+    case FASTNN_ISA_AVX512: fastnn_maxpool2x2_row_avx512(y, argmax, x, W, Q, offset); return;
 #endif
-    fastnn_maxpool2x2_row_base(y, argmax, x, W, Q, offset);
+#ifdef FASTNN_POOL_HAVE_AVX2
+    case FASTNN_ISA_AVX2: fastnn_maxpool2x2_row_avx2(y, argmax, x, W, Q, offset); return;
+#endif
+    default: fastnn_maxpool2x2_row_base(y, argmax, x, W, Q, offset);
+    }
 }
 
 #endif

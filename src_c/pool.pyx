@@ -11,6 +11,7 @@ from _cpu cimport fastnn_isa, fastnn_isa_name
 cdef extern from "fastnn_pool2x2.h" nogil:
     void fastnn_maxpool2x2_row(float* y, int64_t* argmax, const float* x, long W, long Q,
                                int64_t offset)
+    int fastnn_maxpool2x2_isa(long Q)
 
 
 cdef inline void _maxpool_plane(floating* y, int64_t* argmax, const floating* xp, Py_ssize_t H,
@@ -129,6 +130,13 @@ def depool2d_backward(floating[:, :, :, ::1] dvalues, const floating[:, :, :, ::
 
 
 def isa():
-    """This module's level (fastnn_cpu.h): 'avx512', 'avx2' or 'baseline' (max-pool's 2x2 row
-    runs its AVX2 build at the top two)."""
+    """This module's level (fastnn_cpu.h): 'avx512', 'avx2' or 'baseline'."""
     return fastnn_isa_name(fastnn_isa()).decode()
+
+
+def maxpool2x2_isa(long row_outputs):
+    """The level fastnn_pool2x2.h's float32 2x2 max-pool runs a row of `row_outputs` outputs at:
+    16 lanes only for rows of >= 16 (and where AVX-512 is forced or preferred), else 8 or 4."""
+    if row_outputs < 1:
+        raise ValueError(f"maxpool2x2_isa: row_outputs must be >= 1, got {row_outputs}")
+    return fastnn_isa_name(fastnn_maxpool2x2_isa(row_outputs)).decode()

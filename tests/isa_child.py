@@ -3,8 +3,8 @@ choose their build once per process.
 
     FASTNN_ISA=avx512 python tests/isa_child.py OUT.npz
 
-Writes what the kernels computed (convolutions, small GEMMs, a LeNet gradient and a few fit
-steps) and which builds ran; the test compares those with numpy references and across levels.
+Writes what the kernels computed (convolutions, small GEMMs, activations, max-pooling, a LeNet
+gradient and a few fit steps) and which builds ran; the test compares those with numpy references and across levels.
 The inputs come from the functions below, which the test imports to rebuild them.
 """
 import json
@@ -40,6 +40,27 @@ LENET = nw.Case(spec=(("conv", 20, (5, 5), (1, 1), (0, 0)), ("relu",), ("pool", 
                 input_shape=(1, 28, 28), loss="sce", targets="labels", dtype=np.dtype(np.float32),
                 batch=8, seed=4)
 FIT_STEPS, FIT_BATCH = 3, 16
+# Activations over 1,000 values (16-lane vectors and a tail of 8), in (-12, 12) and with the
+# edge values (0, -0, inf, NaN, sigmoid's saturation); max-pool rows of 21 (one 16-lane vector
+# and an overlapping one), 12 and 4 outputs (the 8- and 4-lane paths), with ties and a NaN.
+# (Not -inf for ReLU: its branch-free x * (x > 0) gives NaN there.)
+ACTIVATION_SIZE = 1000
+POOL_SHAPES = [(2, 3, 6, 42), (2, 3, 4, 24), (1, 2, 4, 8)]
+
+
+def activation_inputs():
+    rng = np.random.default_rng(400)
+    x = rng.uniform(-12, 12, ACTIVATION_SIZE).astype(np.float32)
+    x[:8] = [0.0, -0.0, np.inf, -90.0, np.nan, 100.0, -100.0, 88.5]
+    dy = rng.standard_normal(ACTIVATION_SIZE, dtype=np.float32)
+    return x, dy
+
+
+def pool_inputs(i):
+    rng = np.random.default_rng(500 + i)
+    x = rng.integers(-3, 4, POOL_SHAPES[i]).astype(np.float32)  # small integers: many ties
+    x.reshape(-1)[7] = np.nan
+    return x
 
 
 def conv_inputs(i):
@@ -69,7 +90,7 @@ def fit_data():
 
 def main(out):
     import fastnn
-    from fastnn import _conv, _dense, ops
+    from fastnn import _conv, _dense, _pool, ops
 
     results = {}
     for i, (xs, ws) in enumerate(CONV_CASES):
@@ -80,6 +101,13 @@ def main(out):
         a, b, c = gemm_inputs(i)
         _dense.sgemm(op_a, op_b, 1.5, a, b, 0.5, c, "small")  # c = 1.5 op(a) op(b) + 0.5 c
         results[f"gemm{i}"] = c
+    xa, dya = activation_inputs()
+    for name in ("relu", "sigmoid", "tanh"):
+        y = getattr(ops, name)(xa)
+        results[f"{name}_y"] = y
+        results[f"{name}_dx"] = getattr(ops, f"{name}_backward")(dya, y)
+    for i in range(len(POOL_SHAPES)):
+        results[f"pool{i}_y"], results[f"pool{i}_argmax"] = ops.maxpool2d_forward(pool_inputs(i), 2)
     model = nw.build_model(LENET)
     x, y = nw.make_data(LENET)
     results["lenet_params"] = model.params.copy()
@@ -92,7 +120,8 @@ def main(out):
     fit.fit(*fit_data(), epochs=1, batch_size=FIT_BATCH, shuffle=False, verbose=0)
     results["fit_params"] = fit.params
     ran = {"info": {key: fastnn.info()[key] for key in ("isa", "isa_source", "small_gemm_simd",
-                                                         "direct_conv_simd")},
+                                                         "direct_conv_simd", "activation_simd")},
+           "pool_isa": [_pool.maxpool2x2_isa(shape[3] // 2) for shape in POOL_SHAPES],
            "direct_isa": [_conv.direct_isa(xs, ws) for xs, ws in CONV_CASES],
            "algorithms": [ops.conv2d_algorithms(xs, ws) for xs, ws in CONV_CASES]}
     np.savez(out, ran=json.dumps(ran), **results)

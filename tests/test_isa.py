@@ -59,6 +59,11 @@ def test_the_forced_level_runs_in_every_kernel_family(level):
     assert ran["info"]["isa"] == level and ran["info"]["isa_source"] == "FASTNN_ISA"
     simd = {"avx512": "avx512f+fma", "avx2": "avx2+fma", "baseline": "baseline"}[level]
     assert ran["info"]["small_gemm_simd"] == simd and ran["info"]["direct_conv_simd"] == simd
+    assert ran["info"]["activation_simd"] == simd
+    # max-pool: 16 lanes only for rows of >= 16 outputs (21 here; 12 and 4 stay 8- and 4-lane)
+    want_pool = ["avx512" if level == "avx512" and shape[3] // 2 >= 16 else
+                 "avx2" if level != "baseline" else "baseline" for shape in child.POOL_SHAPES]
+    assert ran["pool_isa"] == want_pool
     for (xs, ws), pieces, algorithms in zip(child.CONV_CASES, ran["direct_isa"], ran["algorithms"]):
         q = xs[3] - ws[3] + 1
         # 16 lanes only for rows of >= 16 columns; narrower rows stay on the 8-lane clone
@@ -92,6 +97,33 @@ def test_small_gemm_matches_numpy(level, case):
     bound = 1.5 * np.abs(a) @ np.abs(b) + 0.5 * np.abs(c)
     error = np.abs(run(level)[f"gemm{case}"] - want)
     assert np.all(error <= 2e-5 * bound), float(np.max(error / bound))
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_activations_match_numpy_and_every_level_gives_the_same_bits(level):
+    # fastnn_elementwise.h: one C body in three builds, each lane the scalar iteration's
+    # operations, so the levels agree to the bit; and with numpy within float32 rounding
+    # (sigmoid's exp is a polynomial of about 1 ulp: fastnn_expf.h).
+    got, base = run(level), run("baseline")
+    x, dy = child.activation_inputs()
+    for name in ("relu", "sigmoid", "tanh"):
+        with np.errstate(invalid="ignore"):  # the NaN input
+            want_y = getattr(ref, name)(x)
+        np.testing.assert_allclose(got[f"{name}_y"], want_y, rtol=1e-6, atol=1e-7, err_msg=name)
+        want_dx = getattr(ref, f"{name}_backward")(dy, got[f"{name}_y"])
+        np.testing.assert_allclose(got[f"{name}_dx"], want_dx, rtol=1e-6, atol=1e-7, err_msg=name)
+        for part in ("y", "dx"):
+            np.testing.assert_array_equal(got[f"{name}_{part}"], base[f"{name}_{part}"], err_msg=name)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("case", range(len(child.POOL_SHAPES)),
+                         ids=[f"Q{s[3] // 2}" for s in child.POOL_SHAPES])
+def test_maxpool_matches_numpy_at_every_level(level, case):
+    want_y, want_at = ref.maxpool2d_forward(child.pool_inputs(case), (2, 2), (2, 2))
+    got = run(level)
+    np.testing.assert_array_equal(got[f"pool{case}_y"], want_y)  # NaN where the window has it
+    np.testing.assert_array_equal(got[f"pool{case}_argmax"], want_at)
 
 
 def _assert_per_array(got, want, tol, what, slack):
