@@ -25,15 +25,22 @@ static inline __attribute__((always_inline)) fastnn_pf8 fastnn_pool_load8(const 
     return v;
 }
 
-/* Lanes where `second` should replace `first` in the scan: second > first, or second is NaN. */
-static inline __attribute__((always_inline)) fastnn_pi8 fastnn_pool_takes(fastnn_pf8 first, fastnn_pf8 second) {
-    return (fastnn_pi8)((second > first) | (second != second));
-}
-
-static inline __attribute__((always_inline)) fastnn_pf8 fastnn_pool_pick(fastnn_pi8 take, fastnn_pf8 second,
-                                                                        fastnn_pf8 first) {
-    return (fastnn_pf8)(((fastnn_pi8)second & take) | ((fastnn_pi8)first & ~take));
-}
+/* The scan as a tree on vectors of any width (VF of floats, VI of int32 lanes): top = max(a, b),
+ * bottom = max(c, d), best = max(top, bottom), each "max" taking its second operand where it is
+ * greater or NaN (a lane-wise select); best_at = the winner's column, from base (a's column in
+ * each lane) and the row stride W. */
+#define FASTNN_POOL_TREE(VF, VI, a, b, c, d, base, W, best, best_at)                     \
+    do {                                                                                  \
+        VI take_ = (VI)((b > a) | (b != b));                                              \
+        VF top_ = (VF)(((VI)b & take_) | ((VI)a & ~take_));                               \
+        VI top_at_ = (base) - take_;                                                      \
+        take_ = (VI)((d > c) | (d != d));                                                 \
+        VF bottom_ = (VF)(((VI)d & take_) | ((VI)c & ~take_));                            \
+        VI bottom_at_ = (base) - take_ + (int32_t)(W);                                    \
+        take_ = (VI)((bottom_ > top_) | (bottom_ != bottom_));                            \
+        best = (VF)(((VI)bottom_ & take_) | ((VI)top_ & ~take_));                         \
+        best_at = (bottom_at_ & take_) | (top_at_ & ~take_);                              \
+    } while (0)
 
 /* Outputs q .. q+7 of the row. */
 static inline __attribute__((always_inline)) void fastnn_maxpool2x2_vec8(
@@ -44,15 +51,9 @@ static inline __attribute__((always_inline)) void fastnn_maxpool2x2_vec8(
     fastnn_pf8 a = __builtin_shuffle(r0lo, r0hi, even), b = __builtin_shuffle(r0lo, r0hi, odd);
     fastnn_pf8 c = __builtin_shuffle(r1lo, r1hi, even), d = __builtin_shuffle(r1lo, r1hi, odd);
     fastnn_pi8 base = even + (int32_t)(2 * q);        /* column of a in each lane */
-    fastnn_pi8 take = fastnn_pool_takes(a, b);
-    fastnn_pf8 top = fastnn_pool_pick(take, b, a);
-    fastnn_pi8 top_at = base - take;                     /* take is -1 where b wins */
-    take = fastnn_pool_takes(c, d);
-    fastnn_pf8 bottom = fastnn_pool_pick(take, d, c);
-    fastnn_pi8 bottom_at = base - take + (int32_t)W;
-    take = fastnn_pool_takes(top, bottom);
-    fastnn_pf8 best = fastnn_pool_pick(take, bottom, top);
-    fastnn_pi8 best_at = (bottom_at & take) | (top_at & ~take);
+    fastnn_pf8 best;
+    fastnn_pi8 best_at;
+    FASTNN_POOL_TREE(fastnn_pf8, fastnn_pi8, a, b, c, d, base, W, best, best_at);
     /* widen to int64 in two 4-lane halves: a 512-bit vector went through the stack */
     fastnn_pi4 lo = __builtin_shufflevector(best_at, best_at, 0, 1, 2, 3);
     fastnn_pi4 hi = __builtin_shufflevector(best_at, best_at, 4, 5, 6, 7);
@@ -75,15 +76,9 @@ static inline __attribute__((always_inline)) void fastnn_maxpool2x2_vec4(
     fastnn_pf4 a = __builtin_shuffle(r0lo, r0hi, even), b = __builtin_shuffle(r0lo, r0hi, odd);
     fastnn_pf4 c = __builtin_shuffle(r1lo, r1hi, even), d = __builtin_shuffle(r1lo, r1hi, odd);
     fastnn_pi4 base = even + (int32_t)(2 * q);
-    fastnn_pi4 take = (fastnn_pi4)((b > a) | (b != b));
-    fastnn_pf4 top = (fastnn_pf4)(((fastnn_pi4)b & take) | ((fastnn_pi4)a & ~take));
-    fastnn_pi4 top_at = base - take;
-    take = (fastnn_pi4)((d > c) | (d != d));
-    fastnn_pf4 bottom = (fastnn_pf4)(((fastnn_pi4)d & take) | ((fastnn_pi4)c & ~take));
-    fastnn_pi4 bottom_at = base - take + (int32_t)W;
-    take = (fastnn_pi4)((bottom > top) | (bottom != bottom));
-    fastnn_pf4 best = (fastnn_pf4)(((fastnn_pi4)bottom & take) | ((fastnn_pi4)top & ~take));
-    fastnn_pi4 best_at = (bottom_at & take) | (top_at & ~take);
+    fastnn_pf4 best;
+    fastnn_pi4 best_at;
+    FASTNN_POOL_TREE(fastnn_pf4, fastnn_pi4, a, b, c, d, base, W, best, best_at);
     fastnn_pl4 wide = __builtin_convertvector(best_at, fastnn_pl4) + offset;
     memcpy(y + q, &best, sizeof best);
     memcpy(argmax + q, &wide, sizeof wide);
@@ -152,15 +147,9 @@ static inline __attribute__((always_inline)) void fastnn_maxpool2x2_vec16(
     fastnn_pf16 a = __builtin_shuffle(r0lo, r0hi, even), b = __builtin_shuffle(r0lo, r0hi, odd);
     fastnn_pf16 c = __builtin_shuffle(r1lo, r1hi, even), d = __builtin_shuffle(r1lo, r1hi, odd);
     fastnn_pi16 base = even + (int32_t)(2 * q);
-    fastnn_pi16 take = (fastnn_pi16)((b > a) | (b != b));
-    fastnn_pf16 top = (fastnn_pf16)(((fastnn_pi16)b & take) | ((fastnn_pi16)a & ~take));
-    fastnn_pi16 top_at = base - take;
-    take = (fastnn_pi16)((d > c) | (d != d));
-    fastnn_pf16 bottom = (fastnn_pf16)(((fastnn_pi16)d & take) | ((fastnn_pi16)c & ~take));
-    fastnn_pi16 bottom_at = base - take + (int32_t)W;
-    take = (fastnn_pi16)((bottom > top) | (bottom != bottom));
-    fastnn_pf16 best = (fastnn_pf16)(((fastnn_pi16)bottom & take) | ((fastnn_pi16)top & ~take));
-    fastnn_pi16 best_at = (bottom_at & take) | (top_at & ~take);
+    fastnn_pf16 best;
+    fastnn_pi16 best_at;
+    FASTNN_POOL_TREE(fastnn_pf16, fastnn_pi16, a, b, c, d, base, W, best, best_at);
     memcpy(y + q, &best, sizeof best);
     for (int part = 0; part < 4; part++) {  /* widen to int64 four lanes at a time, as vec8 */
         fastnn_pi4 quarter = {best_at[4 * part], best_at[4 * part + 1], best_at[4 * part + 2],
