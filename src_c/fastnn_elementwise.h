@@ -2,7 +2,8 @@
  * backward) over a flat span, compiled three times like the other vector kernels
  * (fastnn_cpu.h): the build's baseline, AVX2 (8 lanes) and AVX-512 (16 lanes), picked at run
  * time. The same C in every build, and every lane does the same operations as a scalar
- * iteration, so the three give the same bits (tests/test_isa.py).
+ * iteration, so the AVX2 and AVX-512 builds give the same bits, and so does the baseline one
+ * when the build's flags have FMA (-march=native; tests/test_isa.py).
  *
  * Which build runs by default: these passes read and write each value once, and on the
  * development host (AMD EPYC, 512-bit FMAs double-pumped) the AVX-512 build measured no faster
