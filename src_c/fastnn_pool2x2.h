@@ -19,12 +19,6 @@ typedef float fastnn_pf4 __attribute__((vector_size(16)));
 typedef int32_t fastnn_pi4 __attribute__((vector_size(16)));
 typedef int64_t fastnn_pl4 __attribute__((vector_size(32)));
 
-static inline __attribute__((always_inline)) fastnn_pf8 fastnn_pool_load8(const float *p) {
-    fastnn_pf8 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
 /* The scan as a tree on vectors of any width (VF of floats, VI of int32 lanes): top = max(a, b),
  * bottom = max(c, d), best = max(top, bottom), each "max" taking its second operand where it is
  * greater or NaN (a lane-wise select); best_at = the winner's column, from base (a's column in
@@ -42,18 +36,30 @@ static inline __attribute__((always_inline)) fastnn_pf8 fastnn_pool_load8(const 
         best_at = (bottom_at_ & take_) | (top_at_ & ~take_);                              \
     } while (0)
 
+/* Outputs q .. q+L-1 of the row as vectors of L lanes (VF, VI; even = {0, 2, ..., 2L-2}): the
+ * two input rows' 2L values each, split into even and odd columns (a, b from row 2p, c, d from
+ * row 2p+1), then FASTNN_POOL_TREE. */
+#define FASTNN_POOL_VECTOR(VF, VI, even, x, W, q, best, best_at)                          \
+    do {                                                                                  \
+        VF r0lo_, r0hi_, r1lo_, r1hi_;                                                    \
+        const long half_ = sizeof(VF) / sizeof(float);                                    \
+        memcpy(&r0lo_, (x) + 2 * (q), sizeof r0lo_);                                      \
+        memcpy(&r0hi_, (x) + 2 * (q) + half_, sizeof r0hi_);                              \
+        memcpy(&r1lo_, (x) + (W) + 2 * (q), sizeof r1lo_);                                \
+        memcpy(&r1hi_, (x) + (W) + 2 * (q) + half_, sizeof r1hi_);                        \
+        VF a_ = __builtin_shuffle(r0lo_, r0hi_, even), b_ = __builtin_shuffle(r0lo_, r0hi_, (even) + 1); \
+        VF c_ = __builtin_shuffle(r1lo_, r1hi_, even), d_ = __builtin_shuffle(r1lo_, r1hi_, (even) + 1); \
+        VI base_ = (even) + (int32_t)(2 * (q));  /* column of a in each lane */           \
+        FASTNN_POOL_TREE(VF, VI, a_, b_, c_, d_, base_, W, best, best_at);                \
+    } while (0)
+
 /* Outputs q .. q+7 of the row. */
 static inline __attribute__((always_inline)) void fastnn_maxpool2x2_vec8(
         float *y, int64_t *argmax, const float *x, long W, long q, int64_t offset) {
-    const fastnn_pi8 even = {0, 2, 4, 6, 8, 10, 12, 14}, odd = {1, 3, 5, 7, 9, 11, 13, 15};
-    fastnn_pf8 r0lo = fastnn_pool_load8(x + 2 * q), r0hi = fastnn_pool_load8(x + 2 * q + 8);
-    fastnn_pf8 r1lo = fastnn_pool_load8(x + W + 2 * q), r1hi = fastnn_pool_load8(x + W + 2 * q + 8);
-    fastnn_pf8 a = __builtin_shuffle(r0lo, r0hi, even), b = __builtin_shuffle(r0lo, r0hi, odd);
-    fastnn_pf8 c = __builtin_shuffle(r1lo, r1hi, even), d = __builtin_shuffle(r1lo, r1hi, odd);
-    fastnn_pi8 base = even + (int32_t)(2 * q);        /* column of a in each lane */
+    const fastnn_pi8 even = {0, 2, 4, 6, 8, 10, 12, 14};
     fastnn_pf8 best;
     fastnn_pi8 best_at;
-    FASTNN_POOL_TREE(fastnn_pf8, fastnn_pi8, a, b, c, d, base, W, best, best_at);
+    FASTNN_POOL_VECTOR(fastnn_pf8, fastnn_pi8, even, x, W, q, best, best_at);
     /* widen to int64 in two 4-lane halves: a 512-bit vector went through the stack */
     fastnn_pi4 lo = __builtin_shufflevector(best_at, best_at, 0, 1, 2, 3);
     fastnn_pi4 hi = __builtin_shufflevector(best_at, best_at, 4, 5, 6, 7);
@@ -67,18 +73,10 @@ static inline __attribute__((always_inline)) void fastnn_maxpool2x2_vec8(
 /* Outputs q .. q+3, the same tree 4 lanes wide (rows of 4-7 outputs, LeNet's second pool). */
 static inline __attribute__((always_inline)) void fastnn_maxpool2x2_vec4(
         float *y, int64_t *argmax, const float *x, long W, long q, int64_t offset) {
-    const fastnn_pi4 even = {0, 2, 4, 6}, odd = {1, 3, 5, 7};
-    fastnn_pf4 r0lo, r0hi, r1lo, r1hi;
-    memcpy(&r0lo, x + 2 * q, sizeof r0lo);
-    memcpy(&r0hi, x + 2 * q + 4, sizeof r0hi);
-    memcpy(&r1lo, x + W + 2 * q, sizeof r1lo);
-    memcpy(&r1hi, x + W + 2 * q + 4, sizeof r1hi);
-    fastnn_pf4 a = __builtin_shuffle(r0lo, r0hi, even), b = __builtin_shuffle(r0lo, r0hi, odd);
-    fastnn_pf4 c = __builtin_shuffle(r1lo, r1hi, even), d = __builtin_shuffle(r1lo, r1hi, odd);
-    fastnn_pi4 base = even + (int32_t)(2 * q);
+    const fastnn_pi4 even = {0, 2, 4, 6};
     fastnn_pf4 best;
     fastnn_pi4 best_at;
-    FASTNN_POOL_TREE(fastnn_pf4, fastnn_pi4, a, b, c, d, base, W, best, best_at);
+    FASTNN_POOL_VECTOR(fastnn_pf4, fastnn_pi4, even, x, W, q, best, best_at);
     fastnn_pl4 wide = __builtin_convertvector(best_at, fastnn_pl4) + offset;
     memcpy(y + q, &best, sizeof best);
     memcpy(argmax + q, &wide, sizeof wide);
@@ -138,18 +136,9 @@ typedef int32_t fastnn_pi16 __attribute__((vector_size(64)));
 static inline __attribute__((always_inline)) void fastnn_maxpool2x2_vec16(
         float *y, int64_t *argmax, const float *x, long W, long q, int64_t offset) {
     const fastnn_pi16 even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
-    const fastnn_pi16 odd = even + 1;
-    fastnn_pf16 r0lo, r0hi, r1lo, r1hi;
-    memcpy(&r0lo, x + 2 * q, sizeof r0lo);
-    memcpy(&r0hi, x + 2 * q + 16, sizeof r0hi);
-    memcpy(&r1lo, x + W + 2 * q, sizeof r1lo);
-    memcpy(&r1hi, x + W + 2 * q + 16, sizeof r1hi);
-    fastnn_pf16 a = __builtin_shuffle(r0lo, r0hi, even), b = __builtin_shuffle(r0lo, r0hi, odd);
-    fastnn_pf16 c = __builtin_shuffle(r1lo, r1hi, even), d = __builtin_shuffle(r1lo, r1hi, odd);
-    fastnn_pi16 base = even + (int32_t)(2 * q);
     fastnn_pf16 best;
     fastnn_pi16 best_at;
-    FASTNN_POOL_TREE(fastnn_pf16, fastnn_pi16, a, b, c, d, base, W, best, best_at);
+    FASTNN_POOL_VECTOR(fastnn_pf16, fastnn_pi16, even, x, W, q, best, best_at);
     memcpy(y + q, &best, sizeof best);
     for (int part = 0; part < 4; part++) {  /* widen to int64 four lanes at a time, as vec8 */
         fastnn_pi4 quarter = {best_at[4 * part], best_at[4 * part + 1], best_at[4 * part + 2],
