@@ -4,7 +4,8 @@
 # (about 1 us, as much as the loop itself on LeNet's batch-1 activations of 11,520 values).
 from cython cimport floating
 from cython.parallel cimport prange
-from _elementwise cimport sigmoid_of, tanh_of
+from libc.string cimport memcpy
+from _elementwise cimport activate_row, slope_row, ACT_RELU
 from _parallel cimport threads_for_stream
 from _cpu cimport fastnn_isa, fastnn_isa_name, fastnn_isa_simd_name
 
@@ -25,29 +26,17 @@ cdef inline void _span(int op, floating* out, const floating* a, const floating*
                        Py_ssize_t n) noexcept nogil:
     # out[:n] = op(a[:n]) (forward: a = x) or op(a[:n], y[:n]) (backward: a = dy, y = the
     # forward's output). float32 runs fastnn_elementwise.h's build for this CPU; float64 (the
-    # gradient checks) these loops, the switch outside each so that gcc vectorises them.
-    cdef Py_ssize_t i
+    # gradient checks) _elementwise.pxd's in-place rows, the dense layer's own, on a copy of a.
+    # The ops pair up: op // 2 is the activation (ACT_RELU - 1, ...), op % 2 the backward.
     if floating is float:
         fastnn_ew_span(op, out, a, y, n)
         return
-    if op == RELU_FORWARD:  # branch-free: a branch on the sign mispredicts half the time
-        for i in range(n):
-            out[i] = a[i] * (a[i] > 0)
-    elif op == RELU_BACKWARD:
-        for i in range(n):
-            out[i] = a[i] * (y[i] > 0)
-    elif op == SIGMOID_FORWARD:
-        for i in range(n):
-            out[i] = sigmoid_of(a[i])
-    elif op == SIGMOID_BACKWARD:
-        for i in range(n):
-            out[i] = a[i] * y[i] * (1 - y[i])
-    elif op == TANH_FORWARD:
-        for i in range(n):
-            out[i] = tanh_of(a[i])
-    elif op == TANH_BACKWARD:
-        for i in range(n):
-            out[i] = a[i] * (1 - y[i] * y[i])
+    if out != a:
+        memcpy(out, a, n * sizeof(floating))
+    if op % 2 == 0:
+        activate_row(out, n, ACT_RELU + op // 2)
+    else:
+        slope_row(out, y, n, ACT_RELU + op // 2)
 
 
 cdef void _run(int op, floating* out, const floating* a, const floating* y, Py_ssize_t n,

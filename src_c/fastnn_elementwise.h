@@ -18,7 +18,8 @@
 
 #define FASTNN_EW_AVX512_BY_DEFAULT 0
 
-/* The ops; activation.pyx's Op enum has the same values. */
+/* The ops, in pairs (forward, backward) in the order of _elementwise.pxd's ACT_RELU, ACT_SIGMOID,
+ * ACT_TANH: activation.pyx maps op // 2 and op % 2 onto those for its float64 path. */
 enum {
     FASTNN_EW_RELU_FORWARD = 0,
     FASTNN_EW_RELU_BACKWARD = 1,
