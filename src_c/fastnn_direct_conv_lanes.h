@@ -57,69 +57,70 @@ static inline __attribute__((always_inline)) long DC_FN(fastnn_dconv_q0)(const f
 /* y (K, P*Q) rows k0..k0+kb of one sample, vectors v0..v0+vb (flat index p * row_vectors + j),
  * from that sample's x (C, H, W): y = b + sum over taps of w * window */
 static inline __attribute__((always_inline)) void DC_FN(fastnn_dconv_fwd_tile)(
-        const int avx, const int kb, const int vb, const fastnn_dconv_geom *g, float *y, const float *x,
-        const float *w, const float *b, long k0, long v0) {
+        const int avx, const int kb, const int vb, const long R, const long S,
+        const fastnn_dconv_geom *g, float *y, const float *x, const float *w, const float *b,
+        long k0, long v0) {
     const long rv = DC_FN(fastnn_dconv_row_vectors)(g), PQ = g->P * g->Q, HW = g->H * g->W;
-    const long CRS = g->C * g->R * g->S;
+    const long CRS = g->C * R * S;
     DC_V acc[FASTNN_DCONV_FWD_KB][FASTNN_DCONV_FWD_VB];
     long in_off[FASTNN_DCONV_FWD_VB], out_off[FASTNN_DCONV_FWD_VB];
     const float *wk[FASTNN_DCONV_FWD_KB];
     int i, j;
-    _Pragma("GCC unroll 4")
+    _Pragma("GCC unroll 8")
     for (j = 0; j < vb; j++) {
         long p = (v0 + j) / rv, q0 = DC_FN(fastnn_dconv_q0)(g, (v0 + j) % rv);
         in_off[j] = p * g->W + q0;
         out_off[j] = p * g->Q + q0;
     }
-    _Pragma("GCC unroll 4")
+    _Pragma("GCC unroll 8")
     for (i = 0; i < kb; i++) {
         wk[i] = w + (k0 + i) * CRS;
-        _Pragma("GCC unroll 4")
+        _Pragma("GCC unroll 8")
         for (j = 0; j < vb; j++)
             acc[i][j] = DC_FN(fastnn_dc_splat)(b[k0 + i]);
     }
     long t = 0;
     for (long c = 0; c < g->C; c++) {
-        for (long r = 0; r < g->R; r++) {
+        for (long r = 0; r < R; r++) {
             const float *xr = x + c * HW + r * g->W;
-            for (long s = 0; s < g->S; s++, t++) {
+            for (long s = 0; s < S; s++, t++) {
                 DC_V xv[FASTNN_DCONV_FWD_VB];
-                _Pragma("GCC unroll 4")
+                _Pragma("GCC unroll 8")
                 for (j = 0; j < vb; j++)
                     xv[j] = DC_FN(fastnn_dc_load)(xr + s + in_off[j]);
-                _Pragma("GCC unroll 4")
+                _Pragma("GCC unroll 8")
                 for (j = 0; j < vb; j++)
                     FASTNN_DC_IN_REGISTER(xv[j], avx);
-                _Pragma("GCC unroll 4")
+                _Pragma("GCC unroll 8")
                 for (i = 0; i < kb; i++) {
                     /* scalar * vector: a broadcast load (a {w, w, ...} vector took 7 inserts in the AVX2
                        clone of a portable build) */
                     float wv = wk[i][t];
-                    _Pragma("GCC unroll 4")
+                    _Pragma("GCC unroll 8")
                     for (j = 0; j < vb; j++)
                         acc[i][j] += wv * xv[j];
                 }
             }
         }
     }
-    _Pragma("GCC unroll 4")
+    _Pragma("GCC unroll 8")
     for (i = 0; i < kb; i++)
-        _Pragma("GCC unroll 4")
+        _Pragma("GCC unroll 8")
         for (j = 0; j < vb; j++)
             memcpy(y + (k0 + i) * PQ + out_off[j], &acc[i][j], sizeof acc[i][j]);
 }
 
-/* All vectors of filters k0..k0+kb (kb <= FWD_KB) for one sample. */
-static inline __attribute__((always_inline)) void DC_FN(fastnn_dconv_fwd_body)(
-        const int avx, const fastnn_dconv_geom *g, float *y, const float *x, const float *w, const float *b,
-        long k0, int kb) {
+/* All vectors of filters k0..k0+kb (kb <= FWD_KB) for one sample, taps R x S. */
+static inline __attribute__((always_inline)) void DC_FN(fastnn_dconv_fwd_taps)(
+        const int avx, const long R, const long S, const fastnn_dconv_geom *g, float *y,
+        const float *x, const float *w, const float *b, long k0, int kb) {
     const long nv = g->P * DC_FN(fastnn_dconv_row_vectors)(g);
     long v = 0;
-#define FASTNN_DC_FWD_ROW(KB)                                                                  \
-    for (v = 0; v + FASTNN_DCONV_FWD_VB <= nv; v += FASTNN_DCONV_FWD_VB)                       \
-        DC_FN(fastnn_dconv_fwd_tile)(avx, KB, FASTNN_DCONV_FWD_VB, g, y, x, w, b, k0, v);     \
-    if (nv - v == 2) DC_FN(fastnn_dconv_fwd_tile)(avx, KB, 2, g, y, x, w, b, k0, v);          \
-    else if (nv - v == 1) DC_FN(fastnn_dconv_fwd_tile)(avx, KB, 1, g, y, x, w, b, k0, v);
+#define FASTNN_DC_FWD_ROW(KB)                                                                     \
+    for (v = 0; v + FASTNN_DCONV_FWD_VB <= nv; v += FASTNN_DCONV_FWD_VB)                          \
+        DC_FN(fastnn_dconv_fwd_tile)(avx, KB, FASTNN_DCONV_FWD_VB, R, S, g, y, x, w, b, k0, v);  \
+    if (nv - v == 2) DC_FN(fastnn_dconv_fwd_tile)(avx, KB, 2, R, S, g, y, x, w, b, k0, v);  \
+    else if (nv - v == 1) DC_FN(fastnn_dconv_fwd_tile)(avx, KB, 1, R, S, g, y, x, w, b, k0, v);
     switch (kb) {
     case 4: FASTNN_DC_FWD_ROW(4) break;
     case 3: FASTNN_DC_FWD_ROW(3) break;
@@ -129,27 +130,42 @@ static inline __attribute__((always_inline)) void DC_FN(fastnn_dconv_fwd_body)(
 #undef FASTNN_DC_FWD_ROW
 }
 
+/* 5 x 5 and 3 x 3 taps as constants: the tap loops unroll into straight code with constant
+ * offsets. With the sizes read from g, LeNet's conv2 forward ran its 12-FMA tile at 59-65% of
+ * the FMA peak: a loop of S = 5 trips per tap row, its pointers spilled beside 12 accumulators. */
+static inline __attribute__((always_inline)) void DC_FN(fastnn_dconv_fwd_body)(
+        const int avx, const fastnn_dconv_geom *g, float *y, const float *x, const float *w, const float *b,
+        long k0, int kb) {
+    if (g->R == 5 && g->S == 5)
+        DC_FN(fastnn_dconv_fwd_taps)(avx, 5, 5, g, y, x, w, b, k0, kb);
+    else if (g->R == 3 && g->S == 3)
+        DC_FN(fastnn_dconv_fwd_taps)(avx, 3, 3, g, y, x, w, b, k0, kb);
+    else
+        DC_FN(fastnn_dconv_fwd_taps)(avx, g->R, g->S, g, y, x, w, b, k0, kb);
+}
+
 /* ---- dW --------------------------------------------------------------------------------------- */
 
 /* dw (K, C*R*S) entries [k0, k0+kb) x [t0, t0+tb) (+)= sum over samples [n0, n1), all
  * vectors, of dy * window; lanes an earlier vector of the row already covered are masked. */
 static inline __attribute__((always_inline)) void DC_FN(fastnn_dconv_dw_tile)(
-        const int avx, const int kb, const int tb, const fastnn_dconv_geom *g, float *dw, const float *dy,
-        const float *x, long k0, long t0, long n0, long n1, int accumulate) {
+        const int avx, const int kb, const int tb, const long R, const long S,
+        const fastnn_dconv_geom *g, float *dw, const float *dy, const float *x, long k0, long t0,
+        long n0, long n1, int accumulate) {
     const long PQ = g->P * g->Q, HW = g->H * g->W;
-    const long CHW = g->C * HW, KPQ = g->K * PQ, RS = g->R * g->S, CRS = g->C * RS;
+    const long CHW = g->C * HW, KPQ = g->K * PQ, RS = R * S, CRS = g->C * RS;
     const DC_VI lane = DC_LANES;
     DC_V acc[FASTNN_DCONV_DW_KB][FASTNN_DCONV_DW_TB];
     long tap_off[FASTNN_DCONV_DW_TB];
     int i, j;
-    _Pragma("GCC unroll 4")
+    _Pragma("GCC unroll 8")
     for (j = 0; j < tb; j++) {
         long t = t0 + j;
-        tap_off[j] = (t / RS) * HW + ((t / g->S) % g->R) * g->W + t % g->S;
+        tap_off[j] = (t / RS) * HW + ((t / S) % R) * g->W + t % S;
     }
-    _Pragma("GCC unroll 4")
+    _Pragma("GCC unroll 8")
     for (i = 0; i < kb; i++)
-        _Pragma("GCC unroll 4")
+        _Pragma("GCC unroll 8")
         for (j = 0; j < tb; j++)
             acc[i][j] = DC_FN(fastnn_dc_splat)(0.0f);
     /* full vectors q0 = 0, L, ...; then, if Q % L, one at Q - L whose first L - Q % L lanes the
@@ -158,17 +174,17 @@ static inline __attribute__((always_inline)) void DC_FN(fastnn_dconv_dw_tile)(
 #define FASTNN_DC_DW_STEP(DY, X, MASKED)                                                   \
     do {                                                                                   \
         DC_V dv[FASTNN_DCONV_DW_KB];                                                       \
-        _Pragma("GCC unroll 4")                                                            \
+        _Pragma("GCC unroll 8")                                                            \
         for (i = 0; i < kb; i++) {                                                         \
             dv[i] = DC_FN(fastnn_dc_load)((DY) + i * PQ);                                  \
             if (MASKED) dv[i] = (DC_V)((DC_VI)dv[i] & (lane >= (int)(DC_L - g->Q % DC_L))); \
             FASTNN_DC_IN_REGISTER(dv[i], avx);                                             \
         }                                                                                  \
-        _Pragma("GCC unroll 4")                                                            \
+        _Pragma("GCC unroll 8")                                                            \
         for (j = 0; j < tb; j++) {                                                         \
             DC_V xv = DC_FN(fastnn_dc_load)((X) + tap_off[j]);                             \
             FASTNN_DC_IN_REGISTER(xv, avx);                                                \
-            _Pragma("GCC unroll 4")                                                        \
+            _Pragma("GCC unroll 8")                                                        \
             for (i = 0; i < kb; i++)                                                       \
                 acc[i][j] += dv[i] * xv;                                                   \
         }                                                                                  \
@@ -191,9 +207,9 @@ static inline __attribute__((always_inline)) void DC_FN(fastnn_dconv_dw_tile)(
         }
     }
 #undef FASTNN_DC_DW_STEP
-    _Pragma("GCC unroll 4")
+    _Pragma("GCC unroll 8")
     for (i = 0; i < kb; i++) {
-        _Pragma("GCC unroll 4")
+        _Pragma("GCC unroll 8")
         for (j = 0; j < tb; j++) {
             float sum = DC_FN(fastnn_dc_hsum)(acc[i][j]);
             float *out = dw + (k0 + i) * CRS + t0 + j;
@@ -202,22 +218,39 @@ static inline __attribute__((always_inline)) void DC_FN(fastnn_dconv_dw_tile)(
     }
 }
 
-static inline __attribute__((always_inline)) void DC_FN(fastnn_dconv_dw_body)(
-        const int avx, const fastnn_dconv_geom *g, float *dw, const float *dy, const float *x, long k0, int kb,
-        long t0, int tb, long n0, long n1, int accumulate) {
-#define FASTNN_DC_DW_TB(KB)                                                                             \
-    switch (tb) {                                                                                        \
-    case 4: DC_FN(fastnn_dconv_dw_tile)(avx, KB, 4, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;   \
-    case 3: DC_FN(fastnn_dconv_dw_tile)(avx, KB, 3, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;   \
-    case 2: DC_FN(fastnn_dconv_dw_tile)(avx, KB, 2, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;   \
-    default: DC_FN(fastnn_dconv_dw_tile)(avx, KB, 1, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;  \
+static inline __attribute__((always_inline)) void DC_FN(fastnn_dconv_dw_taps)(
+        const int avx, const long R, const long S, const fastnn_dconv_geom *g, float *dw,
+        const float *dy, const float *x, long k0, int kb, long t0, int tb, long n0, long n1,
+        int accumulate) {
+#define FASTNN_DC_DW_TB(KB)                                                                                   \
+    switch (tb) {                                                                                              \
+    case 5: DC_FN(fastnn_dconv_dw_tile)(avx, KB, 5, R, S, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;   \
+    case 4: DC_FN(fastnn_dconv_dw_tile)(avx, KB, 4, R, S, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;   \
+    case 3: DC_FN(fastnn_dconv_dw_tile)(avx, KB, 3, R, S, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;   \
+    case 2: DC_FN(fastnn_dconv_dw_tile)(avx, KB, 2, R, S, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;   \
+    default: DC_FN(fastnn_dconv_dw_tile)(avx, KB, 1, R, S, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;  \
     }
     switch (kb) {
+    case 5: FASTNN_DC_DW_TB(5) break;
+    case 4: FASTNN_DC_DW_TB(4) break;
     case 3: FASTNN_DC_DW_TB(3) break;
     case 2: FASTNN_DC_DW_TB(2) break;
     default: FASTNN_DC_DW_TB(1) break;
     }
 #undef FASTNN_DC_DW_TB
+}
+
+/* 5 x 5 and 3 x 3 taps as constants, as in the forward: a tile's tap offsets then cost
+ * multiplies instead of 64-bit divisions (three per tap, per tile and chunk of samples). */
+static inline __attribute__((always_inline)) void DC_FN(fastnn_dconv_dw_body)(
+        const int avx, const fastnn_dconv_geom *g, float *dw, const float *dy, const float *x, long k0, int kb,
+        long t0, int tb, long n0, long n1, int accumulate) {
+    if (g->R == 5 && g->S == 5)
+        DC_FN(fastnn_dconv_dw_taps)(avx, 5, 5, g, dw, dy, x, k0, kb, t0, tb, n0, n1, accumulate);
+    else if (g->R == 3 && g->S == 3)
+        DC_FN(fastnn_dconv_dw_taps)(avx, 3, 3, g, dw, dy, x, k0, kb, t0, tb, n0, n1, accumulate);
+    else
+        DC_FN(fastnn_dconv_dw_taps)(avx, g->R, g->S, g, dw, dy, x, k0, kb, t0, tb, n0, n1, accumulate);
 }
 
 /* ---- dX ----------------------------------------------------------------------------------- */
@@ -236,7 +269,7 @@ static inline __attribute__((always_inline)) void DC_FN(fastnn_dconv_dx_tile)(
     DC_VI keep[FASTNN_DCONV_DX_VB];
     long dy_off[FASTNN_DCONV_DX_VB], dx_off[FASTNN_DCONV_DX_VB];
     int i, j;
-    _Pragma("GCC unroll 4")
+    _Pragma("GCC unroll 8")
     for (j = 0; j < vb; j++) {
         long p = (v0 + j) / rv, jv = (v0 + j) % rv, q0 = DC_FN(fastnn_dconv_q0)(g, jv);
         dy_off[j] = p * g->Q + q0;
@@ -246,14 +279,14 @@ static inline __attribute__((always_inline)) void DC_FN(fastnn_dconv_dx_tile)(
     }
     _Pragma("GCC unroll 6")
     for (i = 0; i < sb; i++)
-        _Pragma("GCC unroll 4")
+        _Pragma("GCC unroll 8")
         for (j = 0; j < vb; j++)
             acc[i][j] = DC_FN(fastnn_dc_splat)(0.0f);
     const float *wk = w + (c * g->R + r) * g->S + s0;
     const float *dyk = dyn;
     for (long k = 0; k < g->K; k++, wk += CRS, dyk += PQ) {
         DC_V dv[FASTNN_DCONV_DX_VB];
-        _Pragma("GCC unroll 4")
+        _Pragma("GCC unroll 8")
         for (j = 0; j < vb; j++) {
             dv[j] = DC_FN(fastnn_dc_load)(dyk + dy_off[j]);
             if (masked)
@@ -263,7 +296,7 @@ static inline __attribute__((always_inline)) void DC_FN(fastnn_dconv_dx_tile)(
         _Pragma("GCC unroll 6")
         for (i = 0; i < sb; i++) {
             float wv = wk[i];  /* scalar * vector, as in the forward tile */
-            _Pragma("GCC unroll 4")
+            _Pragma("GCC unroll 8")
             for (j = 0; j < vb; j++)
                 acc[i][j] += wv * dv[j];
         }
@@ -274,7 +307,7 @@ static inline __attribute__((always_inline)) void DC_FN(fastnn_dconv_dx_tile)(
        constants once the loop over i is unrolled: lane l of lo takes l - i (l >= i), of hi
        L - i + l (l < i); index L picks a zero. */
     const DC_V zero = DC_FN(fastnn_dc_splat)(0.0f);
-    _Pragma("GCC unroll 4")
+    _Pragma("GCC unroll 8")
     for (j = 0; j < vb; j++) {
         DC_V lo = acc[0][j], hi = zero;
         _Pragma("GCC unroll 6")
@@ -303,8 +336,8 @@ static inline __attribute__((always_inline)) void DC_FN(fastnn_dconv_dx_body)(
     for (long r = 0; r < g->R; r++) {
         for (long s0 = 0; s0 < g->S; s0 += FASTNN_DCONV_DX_SB) {
             int sb = g->S - s0 < FASTNN_DCONV_DX_SB ? (int)(g->S - s0) : FASTNN_DCONV_DX_SB;
-            /* 12 accumulators at most: 5 x 2 or 3 x 4 */
-            int vmax = sb <= 3 ? 4 : 2;
+            /* FASTNN_DCONV_DX_ACC accumulators at most: 12 (5 x 2 or 3 x 4) or 20 (5 x 4) */
+            int vmax = sb * FASTNN_DCONV_DX_VB <= FASTNN_DCONV_DX_ACC ? FASTNN_DCONV_DX_VB : 2;
             for (long v = 0; v < nv; v += vmax) {
                 int vb = nv - v < vmax ? (int)(nv - v) : vmax;
 #define FASTNN_DC_DX_CALL(SB, VB)                                                                  \
