@@ -96,15 +96,35 @@ cdef void _col2im_plane(floating* dx, const floating* col, Py_ssize_t n, Py_ssiz
                         dx[off + q * g.sw] += src[q]
 
 
+cdef extern from *:
+    """
+    /* 8 independent partial sums (lane j adds a[j], a[j + 8], ...; the tail goes to lane 0), then
+     * a fixed tree: vectorises without -ffast-math and halves rounding error. Written with an
+     * explicit 8-lane vector because gcc's own vectorisation of the same loop in Cython's
+     * output kept the lanes apart in scalar adds and shuffles (conv1's bias gradient took a
+     * third as long as its dW). Same sums, same order, so the same bits. */
+    #define FASTNN_SUM8(NAME, T)                                                        \
+    static inline T NAME(const T *a, Py_ssize_t n) {                                    \
+        typedef T v8 __attribute__((vector_size(8 * sizeof(T))));                      \
+        v8 acc = {0}, v;                                                                 \
+        Py_ssize_t i, n8 = n - n % 8;                                                    \
+        for (i = 0; i < n8; i += 8) {                                                    \
+            memcpy(&v, a + i, sizeof v);                                                 \
+            acc += v;                                                                    \
+        }                                                                                \
+        for (i = n8; i < n; i++)                                                         \
+            acc[0] += a[i];                                                              \
+        return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])); \
+    }
+    FASTNN_SUM8(fastnn_sum8_f, float)
+    FASTNN_SUM8(fastnn_sum8_d, double)
+    """
+    float fastnn_sum8_f(const float* a, Py_ssize_t n) nogil
+    double fastnn_sum8_d(const double* a, Py_ssize_t n) nogil
+
+
 cdef inline floating _sum(const floating* a, Py_ssize_t n) noexcept nogil:
-    # 8 independent partial sums: vectorises without -ffast-math and halves rounding error.
-    cdef floating acc[8]
-    cdef Py_ssize_t i, j, n8 = n - n % 8
-    for j in range(8):
-        acc[j] = 0
-    for i in range(0, n8, 8):
-        for j in range(8):
-            acc[j] += a[i + j]
-    for i in range(n8, n):
-        acc[0] += a[i]
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+    if floating is float:
+        return fastnn_sum8_f(a, n)
+    else:
+        return fastnn_sum8_d(a, n)
