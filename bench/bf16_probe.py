@@ -35,10 +35,7 @@ import ctypes
 import functools
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 
 import numpy as np
 
@@ -79,17 +76,9 @@ class ProbeUnavailable(RuntimeError):
 
 @functools.lru_cache(maxsize=1)
 def _library():
-    cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
-        raise ProbeUnavailable("bf16_probe: no C compiler (gcc, cc or $CC) to build bench/bf16_conv_probe.c")
-    out = os.path.join(tempfile.mkdtemp(prefix="fastnn-bf16-"), "bf16_conv_probe.so")
     # -O3 as fastnn's own build (setup.py); no -march: the kernels carry their own targets
-    try:
-        proc = subprocess.run([cc, "-O3", "-shared", "-fPIC", SOURCE, "-o", out], capture_output=True, text=True)
-    except OSError as e:
-        raise ProbeUnavailable(f"bf16_probe: cannot run {cc}: {e}") from e
-    if proc.returncode != 0:
-        raise ProbeUnavailable(f"bf16_probe: {cc} failed: {proc.stderr.strip()[-300:]}")
+    out = fma_peak.compile_c("bf16_probe", SOURCE, "bf16_conv_probe.so", ["-O3", "-shared", "-fPIC"],
+                             ProbeUnavailable)
     lib = ctypes.CDLL(out)
     arrays = ctypes.POINTER(ctypes.c_void_p)
     lib.probe_supported.argtypes = [ctypes.c_int]

@@ -37,16 +37,26 @@ class PeakUnavailable(RuntimeError):
     """No C compiler, or the program failed: the peak is not known on this machine."""
 
 
-@functools.lru_cache(maxsize=1)
-def _binary():
+def compile_c(who, source, output, flags, unavailable):
+    """Builds `source` with the system C compiler (gcc, cc or $CC) into a new temporary
+    directory as `output` and returns its path; raises `unavailable` (an exception class),
+    naming `who`, when there is no compiler or it fails. Shared by the bench/*.c probes."""
     cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
     if cc is None:
-        raise PeakUnavailable("fma_peak: no C compiler (gcc, cc or $CC) to build bench/fma_peak.c")
-    out = os.path.join(tempfile.mkdtemp(prefix="fastnn-fma-"), "fma_peak")
-    proc = subprocess.run([cc, "-O2", "-pthread", SOURCE, "-o", out], capture_output=True, text=True)
+        raise unavailable(f"{who}: no C compiler (gcc, cc or $CC) to build {os.path.basename(source)}")
+    out = os.path.join(tempfile.mkdtemp(prefix=f"fastnn-{who}-"), output)
+    try:
+        proc = subprocess.run([cc, *flags, source, "-o", out], capture_output=True, text=True)
+    except OSError as e:
+        raise unavailable(f"{who}: cannot run {cc}: {e}") from e
     if proc.returncode != 0:
-        raise PeakUnavailable(f"fma_peak: {cc} failed: {proc.stderr.strip()[-300:]}")
+        raise unavailable(f"{who}: {cc} failed: {proc.stderr.strip()[-300:]}")
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def _binary():
+    return compile_c("fma_peak", SOURCE, "fma_peak", ["-O2", "-pthread"], PeakUnavailable)
 
 
 def parse(output):
