@@ -222,22 +222,33 @@ static inline __attribute__((always_inline)) void DC_FN(fastnn_dconv_dw_taps)(
         const int avx, const long R, const long S, const fastnn_dconv_geom *g, float *dw,
         const float *dy, const float *x, long k0, int kb, long t0, int tb, long n0, long n1,
         int accumulate) {
+/* Only the tile sizes this build's tile holds (kb <= DW_KB, tb <= DW_TB: conv.pyx's blocks), so
+   no instance indexes past its accumulators. */
+#if FASTNN_DCONV_DW_TB >= 5
+#define FASTNN_DC_DW_TB5(KB) \
+    case 5: DC_FN(fastnn_dconv_dw_tile)(avx, KB, 5, R, S, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;
+#else
+#define FASTNN_DC_DW_TB5(KB)
+#endif
 #define FASTNN_DC_DW_TB(KB)                                                                                   \
     switch (tb) {                                                                                              \
-    case 5: DC_FN(fastnn_dconv_dw_tile)(avx, KB, 5, R, S, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;   \
+    FASTNN_DC_DW_TB5(KB)                                                                                       \
     case 4: DC_FN(fastnn_dconv_dw_tile)(avx, KB, 4, R, S, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;   \
     case 3: DC_FN(fastnn_dconv_dw_tile)(avx, KB, 3, R, S, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;   \
     case 2: DC_FN(fastnn_dconv_dw_tile)(avx, KB, 2, R, S, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;   \
     default: DC_FN(fastnn_dconv_dw_tile)(avx, KB, 1, R, S, g, dw, dy, x, k0, t0, n0, n1, accumulate); break;  \
     }
     switch (kb) {
+#if FASTNN_DCONV_DW_KB >= 5
     case 5: FASTNN_DC_DW_TB(5) break;
     case 4: FASTNN_DC_DW_TB(4) break;
+#endif
     case 3: FASTNN_DC_DW_TB(3) break;
     case 2: FASTNN_DC_DW_TB(2) break;
     default: FASTNN_DC_DW_TB(1) break;
     }
 #undef FASTNN_DC_DW_TB
+#undef FASTNN_DC_DW_TB5
 }
 
 /* 5 x 5 and 3 x 3 taps as constants, as in the forward: a tile's tap offsets then cost
