@@ -150,7 +150,8 @@ cdef void _dw_direct(float* dw, const float* dy, const float* x, const Geom* g,
     cdef Py_ssize_t chunk = max(1, DIRECT_DW_CHUNK_BYTES // (4 * (g.C * g.H * g.W + g.K * PQ)))
     # Chunks of equal size: every chunk costs each tile its set-up and lane sums, so 64 samples
     # in chunks of at most 21 run as 16 x 4, not 21 + 21 + 21 + 1.
-    chunk = (g.N + (g.N + chunk - 1) // chunk - 1) // ((g.N + chunk - 1) // chunk)
+    cdef Py_ssize_t chunks = (g.N + chunk - 1) // chunk
+    chunk = (g.N + chunks - 1) // chunks
     parts = threads_for(g.K * CRS * PQ * g.N // 8, num_threads)
     for part in prange(parts, schedule='static', num_threads=parts):
         lo = tiles * part // parts

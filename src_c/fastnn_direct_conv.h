@@ -14,7 +14,8 @@
  *
  * Forward tile: FWD_KB filters x FWD_VB vectors = 12 accumulators; per tap (c, r, s) it loads
  * FWD_VB input vectors and broadcasts FWD_KB weights. dW tile: DW_KB filters x DW_TB taps = 12
- * or 25 accumulators (below), summed over (n, vector) and reduced across lanes once per tile and sample chunk.
+ * or 25 accumulators (below), summed over (n, vector) and reduced across lanes once per tile
+ * and sample chunk.
  * The bodies (fastnn_direct_conv_lanes.h) are compiled three times: the build's baseline and
  * AVX2+FMA with 8 lanes, AVX-512 with 16, and picked at run time (fastnn_cpu.h); conv.pyx uses
  * these kernels only where a vector clone runs (the baseline build is correct but slow).
@@ -26,24 +27,21 @@
 
 #define FASTNN_DCONV_FWD_KB 4
 #define FASTNN_DCONV_FWD_VB 3
-/* The dW tile. A build whose flags give every clone 32 vector registers (AVX-512 in the build's
- * own flags, as -march=native gives on an AVX-512 CPU) sums 5 filters x 5 taps = 25
- * accumulators; else 3 x 4 = 12, which with their loads fit the 16 registers of AVX2. Each
- * (sample, filter, row) vector of dy then serves 5 taps and each x vector 5 filters: LeNet's
- * conv2 dW on one thread ran 85-90 GFLOP/s against 56-66 for 3 x 4, whose loads waited on L2
- * (docs/kernels.md). */
+#define FASTNN_DCONV_DX_SB 5
+#define FASTNN_DCONV_DX_VB 4
+/* The dW and dX tiles. A build whose flags give every clone 32 vector registers (AVX-512 in the
+ * build's own flags, as -march=native gives on an AVX-512 CPU) sums dW over 5 filters x 5 taps
+ * = 25 accumulators and dX over up to 20 (5 taps x 4 vectors); else 3 x 4 = 12 and 12, which
+ * with their loads fit the 16 registers of AVX2. Each (sample, filter, row) vector of dy then
+ * serves 5 taps and each x vector 5 filters: LeNet's conv2 dW had been waiting on L2 (median
+ * 46 -> 69 GFLOP/s on one thread, docs/kernels.md "Register tiles"). */
 #ifdef __AVX512F__
 #define FASTNN_DCONV_DW_KB 5
 #define FASTNN_DCONV_DW_TB 5
+#define FASTNN_DCONV_DX_ACC 20
 #else
 #define FASTNN_DCONV_DW_KB 3
 #define FASTNN_DCONV_DW_TB 4
-#endif
-#define FASTNN_DCONV_DX_SB 5
-#define FASTNN_DCONV_DX_VB 4
-#ifdef __AVX512F__
-#define FASTNN_DCONV_DX_ACC 20
-#else
 #define FASTNN_DCONV_DX_ACC 12
 #endif
 
